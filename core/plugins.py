@@ -1,0 +1,94 @@
+"""Builds the plugin manager of a run: built-ins, requested sinks, entry-point plugins, env switches.
+
+- Built-ins (``store``, ``environment``) are registered like any other plugin.
+- Optional sinks (``tensorboard``) join when asked: ``init(sinks=[...])`` or ``EPOCHAL_SINKS``.
+- Third-party plugins load from the entry-point group ``epochal`` unless
+  ``EPOCHAL_DISABLE_PLUGIN_AUTOLOAD=1``.
+- ``EPOCHAL_DISABLE_PLUGINS=a,b`` blocks plugins by name; ``EPOCHAL_TRACE_PLUGINS=1``
+  traces every hook call to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from typing import Any, Iterable
+
+import pluggy
+
+from . import hookspecs
+
+__all__ = ["BUILTIN_PLUGINS", "OPTIONAL_SINKS", "build_plugin_manager", "requested_sinks", "register_plugin"]
+
+log = logging.getLogger("epochal")
+
+#: name -> "module:factory" of plugins every run has.
+BUILTIN_PLUGINS = {
+    "store": "epochal.store:StoreSink",
+    "environment": "epochal.environment:EnvironmentPlugin",
+}
+#: name -> "module:factory" of sinks a run has only when asked.
+OPTIONAL_SINKS = {
+    "tensorboard": "epochal.sinks.tensorboard:TensorBoardSink",
+}
+_extra_plugins: list[tuple[str, Any]] = []
+
+
+def register_plugin(plugin: Any, name: str | None = None) -> None:
+    """Add a plugin object to every run started after this call (handy in tests and notebooks)."""
+    _extra_plugins.append((name or getattr(plugin, "__name__", None) or repr(plugin), plugin))
+
+
+def unregister_plugin(plugin: Any) -> None:
+    """Undo :func:`register_plugin`."""
+    _extra_plugins[:] = [(n, p) for n, p in _extra_plugins if p is not plugin]
+
+
+def requested_sinks(sinks: Iterable[str] | None) -> list[str]:
+    """The optional sinks asked for by argument or ``EPOCHAL_SINKS``; unknown names raise."""
+    names = list(sinks) if sinks is not None else _split(os.environ.get("EPOCHAL_SINKS", ""))
+    unknown = [n for n in names if n not in OPTIONAL_SINKS]
+    if unknown:
+        raise ValueError(f"unknown sink(s) {unknown}; choose from {sorted(OPTIONAL_SINKS)}")
+    return names
+
+
+def build_plugin_manager(sinks: Iterable[str] = ()) -> pluggy.PluginManager:
+    """A fresh manager with the hookspecs, built-ins, requested sinks and entry-point plugins."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name in _split(os.environ.get("EPOCHAL_DISABLE_PLUGINS", "")):
+        pm.set_blocked(name)
+    for name in BUILTIN_PLUGINS:
+        _register(pm, name, BUILTIN_PLUGINS[name])
+    for name in sinks:
+        _register(pm, name, OPTIONAL_SINKS[name])
+    for name, plugin in _extra_plugins:
+        if not pm.is_blocked(name) and not pm.is_registered(plugin):
+            pm.register(plugin, name)
+    if os.environ.get("EPOCHAL_DISABLE_PLUGIN_AUTOLOAD", "") not in ("1", "true", "yes"):
+        try:
+            pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+        except Exception as exc:  # a broken third-party plugin never stops a run
+            log.warning("epochal: loading entry-point plugins failed: %r", exc)
+    if os.environ.get("EPOCHAL_TRACE_PLUGINS", "") in ("1", "true", "yes"):
+        pm.trace.root.setwriter(sys.stderr.write)
+        pm.enable_tracing()
+    return pm
+
+
+def _register(pm: pluggy.PluginManager, name: str, target: str) -> None:
+    if pm.is_blocked(name):
+        return
+    module_name, _, attr = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+        pm.register(factory(), name)
+    except ImportError as exc:
+        raise ImportError(f"epochal plugin {name!r} needs a package that is missing: {exc}") from exc
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]

@@ -1,0 +1,660 @@
+"""``Run``: the one object every integration talks to, and ``init`` that makes one.
+
+The training thread does only: validate, coerce, copy, enqueue. Everything that
+touches disk happens on the writer thread (:mod:`epochal.writer`) through the
+plugins (:mod:`epochal.hookspecs`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import secrets
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal, Mapping
+
+from . import distributed
+from .names import canonicalize
+from .plugins import build_plugin_manager, requested_sinks
+from .records import ArtifactVersion, SystemRecord
+from .redact import REDACTED, is_secret_name, redact_url
+from .store import (
+    CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, iter_jsonl_tail, read_json, touch_heartbeat,
+    write_json_atomic,
+)
+from .values import FAST_TYPES, clean_metrics, jsonable, to_number
+from .writer import Writer
+
+__all__ = ["Run", "Config", "Summary", "init", "current_run", "finish", "DEFAULT_DIR", "DEFAULT_PROJECT"]
+
+log = logging.getLogger("epochal")
+DEFAULT_DIR = "epochal-runs"
+DEFAULT_PROJECT = "default"
+STATUSES = ("running", "finished", "failed", "crashed")
+_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,127}$")
+_time = time.time
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def check_segment(value: str, what: str) -> str:
+    """A run id or project name must be one safe path segment."""
+    if not isinstance(value, str) or not _SAFE_SEGMENT.match(value) or ".." in value:
+        raise ValueError(
+            f"{what} {value!r} is not usable as a folder name; use letters, digits and . _ - = + "
+            "(up to 128 characters, starting with a letter or digit)"
+        )
+    return value
+
+
+def new_run_id() -> str:
+    """A fresh, sortable run id such as ``20261123-141502-a3f9c1``."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+class Config(MutableMapping):
+    """The run's hyperparameters: a dict with attribute access; every change reaches the store.
+
+    Values are kept JSON-able (anything else by ``repr``, nested dicts stay nested) and
+    keys that look like secrets (``token``, ``password``, ``api_key``...) are stored as ``***``.
+    """
+
+    def __init__(self, on_change: Any = None) -> None:
+        object.__setattr__(self, "_data", {})
+        object.__setattr__(self, "_on_change", on_change)
+
+    @staticmethod
+    def _clean(key: Any, value: Any) -> Any:
+        if is_secret_name(str(key)) and value not in (None, "", False):
+            return REDACTED
+        value = jsonable(value)
+        if isinstance(value, str):
+            return redact_url(value)
+        if isinstance(value, dict):
+            return {k: Config._clean(k, v) for k, v in value.items()}
+        return value
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.to_dict())
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # one store write for many keys
+        for key, value in dict(*args, **kwargs).items():
+            self._data[str(key)] = self._clean(key, value)
+        self._changed()
+
+    def setdefaults(self, values: Mapping[str, Any]) -> None:
+        """Add the keys not yet present (integrations use this to never overwrite the user's values)."""
+        self.update({k: v for k, v in values.items() if k not in self._data})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._data[str(key)] = self._clean(key, value)
+        self._changed()
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+        self._changed()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"config has no key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def to_dict(self) -> dict[str, Any]:
+        import copy
+
+        return copy.deepcopy(self._data)
+
+    def __repr__(self) -> str:
+        return f"Config({self._data!r})"
+
+
+class Summary(MutableMapping):
+    """The run's final figures: the last logged value of every metric, overridable by the user."""
+
+    def __init__(self, on_change: Any = None) -> None:
+        self._auto: dict[str, Any] = {}
+        self._overrides: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._on_change = on_change
+
+    def absorb(self, records: Iterable[Any]) -> dict[str, Any]:
+        """Take the last values from a batch of metric records (writer thread); returns the snapshot."""
+        with self._lock:
+            for record in records:
+                self._auto.update(record[3])
+        return self.to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self._auto, **self._overrides}
+
+    def __getitem__(self, key: str) -> Any:
+        with self._lock:
+            if key in self._overrides:
+                return self._overrides[key]
+            return self._auto[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._overrides[str(key)] = Config._clean(key, value)
+        if self._on_change is not None:
+            self._on_change(self.to_dict())
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            for key, value in dict(*args, **kwargs).items():
+                self._overrides[str(key)] = Config._clean(key, value)
+        if self._on_change is not None:
+            self._on_change(self.to_dict())
+
+    def __delitem__(self, key: str) -> None:
+        with self._lock:
+            self._overrides.pop(key, None)
+            self._auto.pop(key, None)
+        if self._on_change is not None:
+            self._on_change(self.to_dict())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+    def __repr__(self) -> str:
+        return f"Summary({self.to_dict()!r})"
+
+
+class Run:
+    """A tracked run. Make one with :func:`epochal.init`; log with :meth:`log`; end with :meth:`finish`.
+
+    Attributes: ``id``, ``name``, ``project``, ``dir``, ``rank``, ``world_size``,
+    ``is_owner`` (rank 0: the process that writes metrics), ``config``, ``summary``.
+    """
+
+    disabled = False
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        root: Path,
+        run_id: str,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        tags: Iterable[str] = (),
+        notes: str | None = None,
+        resume: bool | Literal["allow", "must", "never"] = False,
+        sinks: Iterable[str] = (),
+        system_interval: float = 10.0,
+        flush_interval: float = 1.0,
+        finish_timeout: float = 30.0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.id = check_segment(run_id, "run id")
+        self.project = check_segment(project, "project")
+        self.root = Path(root)
+        self.dir = self.root / self.project / self.id
+        self.rank, self.world_size = rank, world_size
+        self.is_owner = rank == 0
+        self.finish_timeout = finish_timeout
+        self._finished = False
+        self._known: set[str] = set()
+        self._next_step = 0
+        self._epoch: Any = None
+        self.config = Config(on_change=self._config_changed)
+        self.summary = Summary(on_change=self._summary_changed)
+        self._meta = self._open_directory(name, tags, notes, resume, flush_interval)
+        if config:
+            self.config._data.update({str(k): Config._clean(k, v) for k, v in dict(config).items()})
+
+        self._pm = build_plugin_manager(sinks)
+        for extra in self._pm.hook.epochal_run_metadata(run=self):
+            if extra:
+                self._meta.update(jsonable(dict(extra)))
+        if self.is_owner:
+            write_json_atomic(self.dir / RUN_FILE, self._meta)
+        self._writer = Writer(
+            self, self._pm, flush_interval=flush_interval,
+            on_tick=(lambda: touch_heartbeat(self.dir)) if self.is_owner else None,
+            on_metrics=self._absorb,
+        )
+        self._put = self._writer.queue.put if self.is_owner else _discard
+        self._writer.emit("epochal_run_start")
+        self._sampler = None
+        if system_interval and system_interval > 0:
+            from .system import SystemSampler
+
+            self._sampler = SystemSampler(self, system_interval)
+        _register_active(self)
+
+    # -- opening ------------------------------------------------------------------------
+    def _open_directory(self, name, tags, notes, resume, flush_interval) -> dict[str, Any]:
+        existing = read_json(self.dir / RUN_FILE) if self.is_owner else None
+        if existing is not None:
+            if resume in (False, "never"):
+                raise FileExistsError(
+                    f"run {self.id!r} already exists in {self.dir.parent}; pass resume=True to append to it, "
+                    "or omit id= for a new run"
+                )
+            return self._resume(existing, name, tags, notes)
+        if resume == "must" and self.is_owner:
+            raise FileNotFoundError(f"cannot resume run {self.id!r}: no such run in {self.dir.parent}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        now = _time()
+        return {
+            "id": self.id, "name": name or self.id, "project": self.project, "status": "running",
+            "created": now, "started": now, "finished": None, "host": socket.gethostname(), "pid": os.getpid(),
+            "rank": self.rank, "world_size": self.world_size, "tags": _clean_tags(tags), "notes": notes or "",
+            "flush_interval": flush_interval, "epochal_version": _version(), "resumed": 0,
+            "name_map": {}, "datasets": {}, "error": None,
+        }
+
+    def _resume(self, meta: dict[str, Any], name, tags, notes) -> dict[str, Any]:
+        self.config._data.update(read_json(self.dir / CONFIG_FILE, {}) or {})
+        self.summary._auto.update(read_json(self.dir / SUMMARY_FILE, {}) or {})
+        last = meta.get("last_step")
+        if meta.get("status") != "finished" or not isinstance(last, int):
+            from .store import read_jsonl
+
+            steps = [r.get("step") for r in read_jsonl(self.dir / METRICS_FILE)[0]]
+            last = max((s for s in steps if isinstance(s, int)), default=-1)
+        self._next_step = last + 1
+        self._known.update(k for k in meta.get("metric_names", ()) if isinstance(k, str))
+        meta.update(
+            status="running", started=_time(), finished=None, host=socket.gethostname(), pid=os.getpid(),
+            resumed=int(meta.get("resumed", 0)) + 1, error=None,
+        )
+        if name:
+            meta["name"] = name
+        if tags:
+            meta["tags"] = _clean_tags([*meta.get("tags", []), *tags])
+        if notes:
+            meta["notes"] = notes
+        return meta
+
+    # -- the hot path ---------------------------------------------------------------------
+    def log(self, metrics: Mapping[str, Any], step: int | None = None, *, epoch: float | int | None = None) -> None:
+        """Record ``metrics`` (name -> number) at ``step``; omitted, the step auto-increments.
+
+        Explicit steps are kept as given, even out of order or repeated. ``epoch`` is
+        remembered and stamped on later records until changed. Raises ``TypeError``/
+        ``ValueError`` for bad names or values before anything is recorded.
+        """
+        if step is None:
+            step = self._next_step
+            self._next_step = step + 1
+        else:
+            if type(step) is not int:
+                step = _check_step(step)
+            if step >= self._next_step:
+                self._next_step = step + 1
+        if epoch is None:
+            epoch = self._epoch
+        else:
+            epoch = self._epoch = to_number("epoch", epoch)
+        try:
+            values = dict(metrics)
+        except (TypeError, ValueError):
+            raise TypeError(f"log() takes a mapping of name -> number, got {type(metrics).__name__}") from None
+        if not (self._known.issuperset(values) and FAST_TYPES.issuperset(map(type, values.values()))):
+            if "epoch" in values:
+                epoch = self._epoch = to_number("epoch", values.pop("epoch"))
+            values = clean_metrics(values, self._known)
+        self._put((step, _time(), epoch, values))
+
+    def log_native(
+        self,
+        metrics: Mapping[str, Any],
+        *,
+        step: int | None = None,
+        epoch: float | int | None = None,
+        split: str = "train",
+        step_suffixes: bool = False,
+    ) -> dict[str, Any]:
+        """Log a framework's metrics under canonical names (see :mod:`epochal.names`).
+
+        Original names are kept in the run's name map; a key ``epoch`` becomes the
+        record's epoch. Returns the canonical metrics that were logged.
+        """
+        values, originals, found_epoch = canonicalize(metrics, split, step_suffixes=step_suffixes)
+        name_map = self._meta["name_map"]
+        new = {k: v for k, v in originals.items() if name_map.get(k) != v}
+        if new:
+            self.set_metadata(name_map={**name_map, **new})
+        if epoch is None and found_epoch is not None:
+            epoch = found_epoch
+        if values:
+            self.log(values, step=step, epoch=epoch)
+        elif epoch is not None:
+            self._epoch = to_number("epoch", epoch)
+        return values
+
+    @property
+    def step(self) -> int:
+        """The step the next ``log()`` without ``step=`` will use."""
+        return self._next_step
+
+    @property
+    def epoch(self) -> float | int | None:
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: float | int | None) -> None:
+        self._epoch = None if value is None else to_number("epoch", value)
+
+    # -- metadata -----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._meta["name"]
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.set_metadata(name=str(value))
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(self._meta["tags"])
+
+    @tags.setter
+    def tags(self, value: Iterable[str]) -> None:
+        self.set_metadata(tags=_clean_tags(value))
+
+    @property
+    def notes(self) -> str:
+        return self._meta["notes"]
+
+    @notes.setter
+    def notes(self, value: str) -> None:
+        self.set_metadata(notes=str(value))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """A copy of what ``run.json`` holds."""
+        return jsonable(self._meta)
+
+    def set_metadata(self, **values: Any) -> None:
+        """Merge ``values`` into ``run.json`` (JSON-able, secrets redacted)."""
+        for key, value in values.items():
+            self._meta[key] = Config._clean(key, value)
+        self._emit("epochal_metadata", metadata=jsonable(self._meta))
+
+    def _config_changed(self, config: dict[str, Any]) -> None:
+        self._emit("epochal_config", config=config)
+
+    def _summary_changed(self, summary: dict[str, Any]) -> None:
+        self._emit("epochal_summary", summary=summary)
+
+    def _absorb(self, records: list[Any]) -> None:
+        """Writer thread: fold a batch into the summary and deliver it."""
+        return self.summary.absorb(records)
+
+    def _emit(self, hook: str, **kwargs: Any) -> None:
+        if self.is_owner and not self._finished:
+            self._writer.emit(hook, **kwargs)
+
+    # -- artifacts, datasets, system -----------------------------------------------------------
+    def log_artifact(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        type: str = "file",
+        aliases: Iterable[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        keep_last: int | None = None,
+    ) -> ArtifactVersion | None:
+        """Store a file or folder as the next version of artifact ``name`` (see :mod:`epochal.artifacts`)."""
+        if not self.is_owner:
+            return None
+        from .artifacts import store_artifact
+
+        version = store_artifact(
+            self.dir, path, name=name, type=type, aliases=aliases, metadata=metadata, keep_last=keep_last
+        )
+        self._emit("epochal_artifact", artifact=version)
+        return version
+
+    def set_alias(self, name: str, version: str, alias: str) -> None:
+        """Point ``alias`` (e.g. ``best``) of artifact ``name`` at ``version``."""
+        if self.is_owner:
+            from .artifacts import set_alias
+
+            set_alias(self.dir, name, version, alias)
+
+    def log_dataset(self, data: Any, name: str) -> dict[str, Any]:
+        """Fingerprint a path, array or DataFrame and record it under ``datasets.<name>`` in run.json."""
+        from .datasets import fingerprint
+
+        facts = fingerprint(data)
+        self.set_metadata(datasets={**self._meta.get("datasets", {}), str(name): facts})
+        return facts
+
+    def log_system(self, values: Mapping[str, float | int], wall: float | None = None) -> None:
+        """Record one hardware sample of this process (every rank writes its own)."""
+        if not self._finished:
+            record = SystemRecord(wall or _time(), self.rank, dict(values))
+            self._writer.emit("epochal_system", records=[record])
+
+    # -- ending -------------------------------------------------------------------------
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Block until every plugin has received what was logged so far."""
+        return True if self._finished else self._writer.flush(timeout)
+
+    def finish(self, status: str | None = None, error: str | None = None) -> None:
+        """Flush, mark the run ``finished`` (or ``status``), close it. Safe to call twice; never raises."""
+        if self._finished:
+            return
+        status = status or "finished"
+        if status not in STATUSES:
+            raise ValueError(f"status {status!r} is not one of {STATUSES}")
+        try:
+            if self._sampler is not None:
+                self._sampler.stop()
+            if self.is_owner:
+                self._meta.update(
+                    status=status, finished=_time(), last_step=self._next_step - 1, error=error,
+                    metric_names=sorted(self._known),
+                )
+                self._writer.emit("epochal_metadata", metadata=jsonable(self._meta))
+            self._finished = True
+            self._writer.emit("epochal_run_end", status=status)
+            self._writer.close(self.finish_timeout)
+        except Exception as exc:  # tracking never kills training
+            log.warning("epochal: finishing run %s failed: %r", self.id, exc)
+        finally:
+            self._finished = True
+            _unregister_active(self)
+
+    @property
+    def failures(self) -> dict[str, int]:
+        """How often each plugin failed in this run."""
+        return self._writer.failures
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.finish("failed", error="".join(traceback.format_exception(exc_type, exc, tb)))
+
+    def __repr__(self) -> str:
+        return f"<Run {self.project}/{self.id} name={self.name!r} dir={str(self.dir)!r}>"
+
+
+class DisabledRun(Run):
+    """What ``mode="disabled"`` returns: the same API, every call a cheap no-op, nothing written."""
+
+    disabled = True
+
+    def __init__(self, *, project: str = DEFAULT_PROJECT, run_id: str = "disabled", name: str | None = None,
+                 config: Mapping[str, Any] | None = None, **_: Any) -> None:
+        self.id, self.project, self.rank, self.world_size, self.is_owner = run_id, project, 0, 1, True
+        self.root = self.dir = Path(os.devnull)
+        self._finished, self._known, self._next_step, self._epoch = False, set(), 0, None
+        self.config = Config()
+        self.config.update(config or {})
+        self.summary = Summary()
+        self._meta = {"id": run_id, "name": name or run_id, "tags": [], "notes": "", "name_map": {}, "datasets": {}}
+        self._put = _discard
+        _register_active(self)
+
+    def _emit(self, hook: str, **kwargs: Any) -> None:
+        pass
+
+    def log_artifact(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def log_dataset(self, data: Any, name: str) -> dict[str, Any]:
+        return {}
+
+    def log_system(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        return True
+
+    @property
+    def failures(self) -> dict[str, int]:
+        return {}
+
+    def finish(self, status: str | None = None, error: str | None = None) -> None:
+        self._finished = True
+        _unregister_active(self)
+
+
+def _discard(item: Any) -> None:
+    pass
+
+
+def _check_step(step: Any) -> int:
+    try:
+        number = to_number("step", step)
+    except TypeError:
+        raise TypeError(f"step must be an int, got {type(step).__name__} {step!r}") from None
+    if isinstance(number, float) and not number.is_integer():
+        raise ValueError(f"step must be a whole number, got {step!r}")
+    if number < 0:
+        raise ValueError(f"step must be >= 0, got {step!r}")
+    return int(number)
+
+
+def _clean_tags(tags: Iterable[str] | str | None) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        tags = [tags]
+    return list(dict.fromkeys(str(t) for t in tags))
+
+
+# -- the current run, exit handling ---------------------------------------------------------
+_active: list[Run] = []
+_hooks_installed = False
+
+
+def current_run() -> Run | None:
+    """The most recent unfinished run of this process, or None."""
+    return _active[-1] if _active else None
+
+
+def _register_active(run: Run) -> None:
+    global _hooks_installed
+    _active.append(run)
+    if not _hooks_installed:
+        _hooks_installed = True
+        atexit.register(_finish_all_at_exit)
+        previous = sys.excepthook
+
+        def excepthook(exc_type, exc, tb):
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            for active in list(_active):
+                active.finish("failed", error=text)
+            previous(exc_type, exc, tb)
+
+        sys.excepthook = excepthook
+
+
+def _unregister_active(run: Run) -> None:
+    if run in _active:
+        _active.remove(run)
+
+
+def _finish_all_at_exit() -> None:
+    for run in list(reversed(_active)):
+        run.finish()
+
+
+def finish(status: str | None = None) -> None:
+    """Finish the current run, if any."""
+    run = current_run()
+    if run is not None:
+        run.finish(status)
+
+
+def init(
+    project: str | None = None,
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    tags: Iterable[str] | None = None,
+    notes: str | None = None,
+    dir: str | os.PathLike[str] | None = None,
+    id: str | None = None,
+    resume: bool | Literal["allow", "must", "never"] = False,
+    mode: Literal["enabled", "disabled"] | None = None,
+    sinks: Iterable[str] | None = None,
+    system_interval: float = 10.0,
+    flush_interval: float = 1.0,
+    finish_timeout: float = 30.0,
+) -> Run:
+    """Start (or resume) a run and make it the current run for ``epochal.log`` and friends.
+
+    Settings not given come from ``EPOCHAL_DIR`` (default ``./epochal-runs``),
+    ``EPOCHAL_PROJECT`` (default ``default``), ``EPOCHAL_MODE`` (``disabled`` makes every
+    call a no-op) and ``EPOCHAL_RUN_ID``. Use it as a context manager to mark the run
+    ``failed`` when the block raises.
+    """
+    env = os.environ
+    mode = mode or env.get("EPOCHAL_MODE") or "enabled"
+    if mode not in ("enabled", "disabled", "offline", "online"):
+        raise ValueError(f"mode {mode!r} is not 'enabled' or 'disabled'")
+    project = project or env.get("EPOCHAL_PROJECT") or DEFAULT_PROJECT
+    if mode == "disabled":
+        return DisabledRun(project=project, name=name, config=config)
+    root = Path(dir or env.get("EPOCHAL_DIR") or DEFAULT_DIR).expanduser().absolute()
+    rank, world = distributed.rank(), distributed.world_size()
+    if id is None and env.get("EPOCHAL_RUN_ID"):
+        id, resume = env["EPOCHAL_RUN_ID"], resume or "allow"
+    if id is None:
+        id = distributed.shared_run_id(new_run_id()) if world > 1 else new_run_id()
+    return Run(
+        project=project, root=root, run_id=id, name=name, config=config, tags=tags or (), notes=notes,
+        resume=resume, sinks=requested_sinks(sinks), system_interval=system_interval,
+        flush_interval=flush_interval, finish_timeout=finish_timeout, rank=rank, world_size=world,
+    )

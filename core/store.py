@@ -1,0 +1,234 @@
+"""The run directory: atomic small files, append-only records, the built-in store sink, the reader.
+
+Layout (``<root>/<project>/<run_id>/``)::
+
+    run.json  config.json  summary.json      atomic rewrites (temp file, fsync, os.replace)
+    metrics.jsonl                            one line per log() call: {"step", "time", "epoch", key: value}
+    system.jsonl | system.rank<N>.jsonl      hardware samples, one file per rank under DDP
+    heartbeat                                touched by the writer thread every cycle
+    environment/  artifacts/  tensorboard/
+
+Lines are written whole and flushed to the OS on every batch, so a killed process
+loses at most the batch in flight; a torn last line is skipped by the reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from .hookspecs import hookimpl
+
+__all__ = [
+    "METRICS_FILE", "RUN_FILE", "CONFIG_FILE", "SUMMARY_FILE", "HEARTBEAT_FILE",
+    "write_json_atomic", "read_json", "read_jsonl", "system_file_name", "StoreSink",
+    "touch_heartbeat", "effective_status",
+]
+
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.jsonl"
+HEARTBEAT_FILE = "heartbeat"
+STALE_AFTER_SECONDS = 60.0
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace ``path`` with ``data`` as JSON: temp file in the same folder, fsync, ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, sort_keys=False, default=repr)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """A JSON file's content, or ``default`` when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return default
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """All records of a JSON-lines file and the number of lines skipped as torn or corrupt.
+
+    Never raises for content: a file being written can be read live.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return [], 0
+    if not data:
+        return [], 0
+    skipped = 0
+    end = data.rfind(b"\n")
+    if end != len(data) - 1:  # a torn last line: no newline yet
+        skipped = 1 if data[end + 1 :].strip() else 0
+        data = data[: end + 1]
+    if not data:
+        return [], skipped
+    text = data.decode("utf-8", errors="replace")
+    try:  # one parse for the whole file: the fast path
+        return json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]"), skipped
+    except ValueError:
+        pass
+    records = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            skipped += 1
+            continue
+        if isinstance(value, dict):
+            records.append(value)
+        else:
+            skipped += 1
+    return records, skipped
+
+
+def iter_jsonl_tail(path: Path, max_bytes: int = 1 << 20) -> Iterator[dict[str, Any]]:
+    """Records in the last ``max_bytes`` of a JSON-lines file (whole lines only)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            chunk = handle.read()
+    except OSError:
+        return
+    lines = chunk.split(b"\n")
+    if size > max_bytes:
+        lines = lines[1:]
+    for line in lines:
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
+def system_file_name(rank: int, world_size: int) -> str:
+    return f"system.rank{rank}.jsonl" if world_size > 1 else "system.jsonl"
+
+
+def touch_heartbeat(run_dir: Path) -> None:
+    path = run_dir / HEARTBEAT_FILE
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        path.touch()
+
+
+def effective_status(meta: Mapping[str, Any], run_dir: Path, now: float | None = None) -> str:
+    """The run's status as a reader should see it: ``running`` becomes ``crashed`` when its process is gone."""
+    status = meta.get("status", "running")
+    if status != "running":
+        return status
+    if meta.get("host") == socket.gethostname() and not _process_alive(meta.get("pid"), meta.get("started")):
+        return "crashed"
+    try:
+        beat = (run_dir / HEARTBEAT_FILE).stat().st_mtime
+    except OSError:
+        beat = meta.get("started") or 0.0
+    stale = max(STALE_AFTER_SECONDS, 5 * float(meta.get("flush_interval", 1.0)))
+    return "crashed" if (now or time.time()) - beat > stale else "running"
+
+
+def _process_alive(pid: Any, started: Any) -> bool:
+    if not isinstance(pid, int):
+        return True
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return not isinstance(started, (int, float)) or process.create_time() <= started + 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
+
+
+def _line(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), default=repr) + "\n"
+
+
+class StoreSink:
+    """The built-in plugin that writes a run's events into its directory."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, Any] = {}
+
+    def _append(self, run_dir: Path, name: str, text: str) -> None:
+        handle = self._files.get(name)
+        if handle is None:
+            handle = self._files[name] = open(run_dir / name, "a", encoding="utf-8")
+        handle.write(text)
+        handle.flush()
+
+    @hookimpl
+    def epochal_run_start(self, run) -> None:
+        if run.is_owner:
+            write_json_atomic(run.dir / CONFIG_FILE, run.config.to_dict())
+
+    @hookimpl
+    def epochal_config(self, run, config: Mapping[str, Any]) -> None:
+        if run.is_owner:
+            write_json_atomic(run.dir / CONFIG_FILE, dict(config))
+
+    @hookimpl
+    def epochal_metrics(self, run, records: Sequence) -> None:
+        if not run.is_owner:
+            return
+        parts = []
+        for step, wall, epoch, values in records:
+            row = {"step": step, "time": wall, "epoch": epoch}
+            row.update(values)
+            parts.append(_line(row))
+        self._append(run.dir, METRICS_FILE, "".join(parts))
+
+    @hookimpl
+    def epochal_system(self, run, records: Sequence) -> None:
+        parts = []
+        for wall, rank, values in records:
+            row = {"time": wall, "rank": rank}
+            row.update(values)
+            parts.append(_line(row))
+        self._append(run.dir, system_file_name(run.rank, run.world_size), "".join(parts))
+
+    @hookimpl
+    def epochal_summary(self, run, summary: Mapping[str, Any]) -> None:
+        if run.is_owner:
+            write_json_atomic(run.dir / SUMMARY_FILE, dict(summary))
+
+    @hookimpl
+    def epochal_metadata(self, run, metadata: Mapping[str, Any]) -> None:
+        if run.is_owner:
+            write_json_atomic(run.dir / RUN_FILE, dict(metadata))
+
+    @hookimpl
+    def epochal_run_end(self, run, status: str) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()

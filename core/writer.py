@@ -1,0 +1,228 @@
+"""The background writer: drains the run's queue, batches records, delivers hooks per plugin.
+
+The training thread only puts items on ``Writer.queue``: a metric is a plain
+``(step, time, epoch, values)`` tuple, anything else an :class:`Event`. The writer
+thread wakes at least twice per flush interval, turns runs of metric tuples into
+:class:`MetricRecord` batches, and hands every event to one *lane* per plugin: a
+thread with its own queue. A plugin that raises is reported once and disabled
+after ``max_failures``; a plugin that hangs holds up only its own lane, and
+``close()`` stops waiting for it at its deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pluggy
+
+from .records import MetricRecord
+
+__all__ = ["Event", "Writer"]
+
+log = logging.getLogger("epochal")
+EVENT_HOOKS = (
+    "epochal_run_start", "epochal_config", "epochal_metrics", "epochal_system",
+    "epochal_summary", "epochal_metadata", "epochal_artifact", "epochal_run_end",
+)
+MAX_BATCH = 50_000
+
+
+@dataclass
+class Event:
+    """A non-metric item on the queue: a hook name and its keyword arguments."""
+
+    hook: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    done: threading.Event | None = None  # set by every lane once delivered (flush barriers)
+
+
+class Lane:
+    """One plugin's delivery thread."""
+
+    def __init__(self, name: str, callers: dict[str, Callable[..., Any]], run: Any, max_failures: int) -> None:
+        self.name = name
+        self.callers = callers
+        self.run = run
+        self.max_failures = max_failures
+        self.failures = 0
+        self.disabled = False
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name=f"epochal-{name}", daemon=True)
+        self.thread.start()
+
+    def put(self, item: Any) -> None:
+        self.queue.put(item)
+
+    def _loop(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            hook, kwargs, barrier = item
+            if not self.disabled and hook in self.callers:
+                try:
+                    self.callers[hook](run=self.run, **kwargs)
+                except Exception as exc:  # a plugin never reaches training
+                    self._failed(hook, exc)
+            if barrier is not None:
+                barrier.arrive()
+
+    def _failed(self, hook: str, exc: Exception) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            log.warning("epochal plugin %r failed in %s: %r (the run goes on without it)", self.name, hook, exc)
+        if self.failures >= self.max_failures:
+            self.disabled = True
+            log.warning("epochal plugin %r disabled after %d failures", self.name, self.failures)
+
+
+class Barrier:
+    """Counts lanes down to zero, then sets an event."""
+
+    def __init__(self, count: int, done: threading.Event) -> None:
+        self._count = count
+        self._lock = threading.Lock()
+        self._done = done
+        if count == 0:
+            done.set()
+
+    def arrive(self) -> None:
+        with self._lock:
+            self._count -= 1
+            if self._count == 0:
+                self._done.set()
+
+
+class Writer:
+    """Owns the queue, the writer thread and the per-plugin lanes of one run."""
+
+    def __init__(
+        self,
+        run: Any,
+        pm: pluggy.PluginManager,
+        flush_interval: float = 1.0,
+        max_failures: int = 3,
+        on_tick: Callable[[], None] | None = None,
+        on_metrics: Callable[[list[MetricRecord]], dict[str, Any]] | None = None,
+    ) -> None:
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.flush_interval = max(0.01, float(flush_interval))
+        self.on_tick = on_tick
+        self.on_metrics = on_metrics
+        self._summary: dict[str, Any] | None = None
+        self.lanes = self._build_lanes(run, pm, max_failures)
+        self._wake = threading.Event()
+        self._stopping = False
+        self.thread = threading.Thread(target=self._loop, name="epochal-writer", daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _build_lanes(run: Any, pm: pluggy.PluginManager, max_failures: int) -> list[Lane]:
+        lanes = []
+        for plugin in pm.get_plugins():
+            name = pm.get_name(plugin) or repr(plugin)
+            others = [p for p in pm.get_plugins() if p is not plugin]
+            callers = {}
+            for hook in EVENT_HOOKS:
+                caller = getattr(pm.hook, hook)
+                if any(impl.plugin is plugin for impl in caller.get_hookimpls()):
+                    callers[hook] = pm.subset_hook_caller(hook, remove_plugins=others)
+            if callers:
+                lanes.append(Lane(name, callers, run, max_failures))
+        return lanes
+
+    @property
+    def failures(self) -> dict[str, int]:
+        """Failures per plugin so far."""
+        return {lane.name: lane.failures for lane in self.lanes if lane.failures}
+
+    def emit(self, hook: str, **kwargs: Any) -> None:
+        """Queue a non-metric event (config, summary, artifact, ...) in order with the metrics."""
+        self.queue.put(Event(hook, kwargs))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver everything queued so far to every plugin; False if a plugin did not finish in time."""
+        done = threading.Event()
+        self.queue.put(Event("", {}, done))
+        self._wake.set()
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Deliver everything, stop the threads; wait at most ``timeout`` seconds for slow plugins."""
+        deadline = time.monotonic() + timeout
+        self._stopping = True
+        self.queue.put(None)
+        self._wake.set()
+        self.thread.join(max(0.0, deadline - time.monotonic()))
+        ok = not self.thread.is_alive()
+        for lane in self.lanes:
+            lane.thread.join(max(0.0, deadline - time.monotonic()))
+            if lane.thread.is_alive():
+                ok = False
+                log.warning("epochal plugin %r did not finish within %.0f s; abandoned", lane.name, timeout)
+        return ok
+
+    # -- the writer thread -------------------------------------------------------------
+    def _loop(self) -> None:
+        period = self.flush_interval / 2
+        while True:
+            self._wake.wait(period)
+            self._wake.clear()
+            if self._drain():
+                return
+            if self.on_tick is not None:
+                try:
+                    self.on_tick()
+                except Exception:  # the heartbeat is best effort
+                    pass
+
+    def _drain(self) -> bool:
+        """Deliver what is queued; True once the stop sentinel was seen."""
+        pending: list[MetricRecord] = []
+        get = self.queue.get_nowait
+        while True:
+            try:
+                item = get()
+            except queue.Empty:
+                break
+            if type(item) is tuple:
+                pending.append(MetricRecord._make(item))
+                if len(pending) >= MAX_BATCH:
+                    self._deliver_metrics(pending)
+                    pending = []
+                continue
+            self._deliver_metrics(pending)
+            pending = []
+            if item is None or item.hook == "epochal_run_end":
+                self._deliver_summary()
+            if item is None:
+                for lane in self.lanes:
+                    lane.put(None)
+                return True
+            barrier = Barrier(len(self.lanes), item.done) if item.done is not None else None
+            self._deliver(item.hook, item.kwargs, barrier)
+        self._deliver_metrics(pending)
+        self._deliver_summary()
+        return False
+
+    def _deliver_metrics(self, records: list[MetricRecord]) -> None:
+        if not records:
+            return
+        self._deliver("epochal_metrics", {"records": records}, None)
+        if self.on_metrics is not None:
+            self._summary = self.on_metrics(records)
+
+    def _deliver_summary(self) -> None:
+        """The summary follows the metrics once per drain, not once per batch."""
+        if self._summary is not None:
+            self._deliver("epochal_summary", {"summary": self._summary}, None)
+            self._summary = None
+
+    def _deliver(self, hook: str, kwargs: dict[str, Any], barrier: Barrier | None) -> None:
+        for lane in self.lanes:
+            lane.put((hook, kwargs, barrier))

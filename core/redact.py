@@ -9,7 +9,7 @@ __all__ = ["REDACTED", "is_secret_name", "redact_url", "redact_text", "redact_ar
 
 REDACTED = "***"
 _SECRET_NAME = re.compile(
-    r"(pass(word|wd)?|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credential|auth([-_]|$)|authorization|cookie|session[-_]?key|"
+    r"(pass(word|wd)?|secret|token(?!i[sz]er)|api[-_]?key|access[-_]?key|private[-_]?key|credential|auth([-_]|$)|authorization|cookie|session[-_]?key|"
     r"(^|[-_.])key$)",
     re.IGNORECASE,
 )

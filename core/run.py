@@ -307,26 +307,27 @@ class Run:
         remembered and stamped on later records until changed. Raises ``TypeError``/
         ``ValueError`` for bad names or values before anything is recorded.
         """
-        if step is None:
-            step = self._next_step
-            self._next_step = step + 1
-        else:
-            if type(step) is not int:
-                step = _check_step(step)
-            if step >= self._next_step:
-                self._next_step = step + 1
-        if epoch is None:
-            epoch = self._epoch
-        else:
-            epoch = self._epoch = to_number("epoch", epoch)
         try:
             values = dict(metrics)
         except (TypeError, ValueError):
             raise TypeError(f"log() takes a mapping of name -> number, got {type(metrics).__name__}") from None
         if not (self._known.issuperset(values) and FAST_TYPES.issuperset(map(type, values.values()))):
-            if "epoch" in values:
-                epoch = self._epoch = to_number("epoch", values.pop("epoch"))
+            if "epoch" in values and epoch is None:
+                epoch = values["epoch"]
+            values.pop("epoch", None)
             values = clean_metrics(values, self._known)
+        if epoch is None:
+            epoch = self._epoch
+        else:
+            epoch = self._epoch = to_number("epoch", epoch)
+        if step is None:
+            step = self._next_step
+            self._next_step = step + 1
+        else:
+            if type(step) is not int or step < 0:
+                step = _check_step(step)
+            if step >= self._next_step:
+                self._next_step = step + 1
         self._put((step, _time(), epoch, values))
 
     def log_native(

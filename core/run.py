@@ -24,10 +24,11 @@ from typing import Any, Iterable, Iterator, Literal, Mapping
 from . import distributed
 from .names import canonicalize
 from .plugins import build_plugin_manager, requested_sinks
-from .records import ArtifactVersion, SystemRecord
+from .records import NAN as _NAN
+from .records import ArtifactVersion, RowFormat, SystemRecord
 from .redact import REDACTED, is_secret_name, redact_url
 from .store import (
-    CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, iter_jsonl_tail, read_json, touch_heartbeat,
+    CONFIG_FILE, RUN_FILE, SUMMARY_FILE, read_json, touch_heartbeat,
     write_json_atomic,
 )
 from .values import FAST_TYPES, clean_metrics, jsonable, to_number
@@ -143,11 +144,10 @@ class Summary(MutableMapping):
         self._lock = threading.Lock()
         self._on_change = on_change
 
-    def absorb(self, records: Iterable[Any]) -> dict[str, Any]:
-        """Take the last values from a batch of metric records (writer thread); returns the snapshot."""
+    def absorb(self, last_values: Mapping[str, Any]) -> dict[str, Any]:
+        """Take the last logged values (writer thread); returns the whole summary."""
         with self._lock:
-            for record in records:
-                self._auto.update(record[3])
+            self._auto.update(last_values)
         return self.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,6 +226,7 @@ class Run:
         self.finish_timeout = finish_timeout
         self._finished = False
         self._known: set[str] = set()
+        self._formats: dict[tuple[str, ...], RowFormat] = {}
         self._next_step = 0
         self._epoch: Any = None
         self.config = Config(on_change=self._config_changed)
@@ -281,10 +282,9 @@ class Run:
         self.summary._auto.update(read_json(self.dir / SUMMARY_FILE, {}) or {})
         last = meta.get("last_step")
         if meta.get("status") != "finished" or not isinstance(last, int):
-            from .store import read_jsonl
+            from .store import read_metrics
 
-            steps = [r.get("step") for r in read_jsonl(self.dir / METRICS_FILE)[0]]
-            last = max((s for s in steps if isinstance(s, int)), default=-1)
+            last = max((r["step"] for r in read_metrics(self.dir)[0]), default=-1)
         self._next_step = last + 1
         self._known.update(k for k in meta.get("metric_names", ()) if isinstance(k, str))
         meta.update(
@@ -308,18 +308,15 @@ class Run:
         ``ValueError`` for bad names or values before anything is recorded.
         """
         try:
-            values = dict(metrics)
-        except (TypeError, ValueError):
-            raise TypeError(f"log() takes a mapping of name -> number, got {type(metrics).__name__}") from None
-        if not (self._known.issuperset(values) and FAST_TYPES.issuperset(map(type, values.values()))):
-            if "epoch" in values and epoch is None:
-                epoch = values["epoch"]
-            values.pop("epoch", None)
-            values = clean_metrics(values, self._known)
+            fmt = self._formats.get(tuple(metrics))
+        except TypeError:
+            fmt = None
+        if fmt is None or not FAST_TYPES.issuperset(map(type, metrics.values())):
+            metrics, fmt, epoch = self._slow_path(metrics, epoch)
         if epoch is None:
             epoch = self._epoch
         else:
-            epoch = self._epoch = to_number("epoch", epoch)
+            self._epoch = epoch = to_number("epoch", epoch)
         if step is None:
             step = self._next_step
             self._next_step = step + 1
@@ -328,7 +325,22 @@ class Run:
                 step = _check_step(step)
             if step >= self._next_step:
                 self._next_step = step + 1
-        self._put((step, _time(), epoch, values))
+        self._put((fmt, fmt.pack(step, _time(), _NAN if epoch is None else epoch, *metrics.values())))
+
+    def _slow_path(self, metrics: Any, epoch: Any) -> tuple[dict[str, Any], RowFormat, Any]:
+        """Validate and coerce a record with new names or non-float values; find its row format."""
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"log() takes a mapping of name -> number, got {type(metrics).__name__}")
+        values = dict(metrics)
+        if "epoch" in values:
+            found = values.pop("epoch")
+            epoch = found if epoch is None else epoch
+        values = clean_metrics(values, self._known)
+        keys = tuple(values)
+        fmt = self._formats.get(keys)
+        if fmt is None:
+            fmt = self._formats[keys] = RowFormat(keys)
+        return values, fmt, epoch
 
     def log_native(
         self,
@@ -412,9 +424,9 @@ class Run:
     def _summary_changed(self, summary: dict[str, Any]) -> None:
         self._emit("epochal_summary", summary=summary)
 
-    def _absorb(self, records: list[Any]) -> None:
-        """Writer thread: fold a batch into the summary and deliver it."""
-        return self.summary.absorb(records)
+    def _absorb(self, batch: Any) -> dict[str, Any]:
+        """Writer thread: fold a batch's last values into the summary; returns the summary to deliver."""
+        return self.summary.absorb(batch.last_values())
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
         if self.is_owner and not self._finished:
@@ -520,6 +532,7 @@ class DisabledRun(Run):
         self.id, self.project, self.rank, self.world_size, self.is_owner = run_id, project, 0, 1, True
         self.root = self.dir = Path(os.devnull)
         self._finished, self._known, self._next_step, self._epoch = False, set(), 0, None
+        self._formats = {}
         self.config = Config()
         self.config.update(config or {})
         self.summary = Summary()

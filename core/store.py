@@ -3,13 +3,13 @@
 Layout (``<root>/<project>/<run_id>/``)::
 
     run.json  config.json  summary.json      atomic rewrites (temp file, fsync, os.replace)
-    metrics.jsonl                            one line per log() call: {"step", "time", "epoch", key: value}
-    system.jsonl | system.rank<N>.jsonl      hardware samples, one file per rank under DDP
+    metrics.bin                              every log() call, in binary row blocks (see epochal.blocks)
+    system.jsonl | system.rank<N>.jsonl      hardware samples (JSON lines), one file per rank under DDP
     heartbeat                                touched by the writer thread every cycle
     environment/  artifacts/  tensorboard/
 
-Lines are written whole and flushed to the OS on every batch, so a killed process
-loses at most the batch in flight; a torn last line is skipped by the reader.
+Records are written whole and flushed to the OS on every batch, so a killed process
+loses at most the batch in flight; a torn last block or line is skipped by the reader.
 """
 
 from __future__ import annotations
@@ -22,18 +22,20 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from .blocks import encode_block, read_records
 from .hookspecs import hookimpl
+from .records import NAN, MetricBatch, RowFormat
 
 __all__ = [
     "METRICS_FILE", "RUN_FILE", "CONFIG_FILE", "SUMMARY_FILE", "HEARTBEAT_FILE",
-    "write_json_atomic", "read_json", "read_jsonl", "system_file_name", "StoreSink",
+    "write_json_atomic", "read_json", "read_jsonl", "read_metrics", "system_file_name", "StoreSink",
     "touch_heartbeat", "effective_status",
 ]
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
-METRICS_FILE = "metrics.jsonl"
+METRICS_FILE = "metrics.bin"
 HEARTBEAT_FILE = "heartbeat"
 STALE_AFTER_SECONDS = 60.0
 
@@ -127,6 +129,11 @@ def iter_jsonl_tail(path: Path, max_bytes: int = 1 << 20) -> Iterator[dict[str, 
             yield value
 
 
+def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
+    """A run's metric records ``{"step", "time", "epoch", key: value}`` in logging order, and the number skipped."""
+    return read_records(Path(run_dir) / METRICS_FILE)
+
+
 def system_file_name(rank: int, world_size: int) -> str:
     return f"system.rank{rank}.jsonl" if world_size > 1 else "system.jsonl"
 
@@ -180,11 +187,11 @@ class StoreSink:
     def __init__(self) -> None:
         self._files: dict[str, Any] = {}
 
-    def _append(self, run_dir: Path, name: str, text: str) -> None:
+    def _append(self, run_dir: Path, name: str, data: str | bytes) -> None:
         handle = self._files.get(name)
         if handle is None:
-            handle = self._files[name] = open(run_dir / name, "a", encoding="utf-8")
-        handle.write(text)
+            handle = self._files[name] = open(run_dir / name, "ab")
+        handle.write(data.encode() if isinstance(data, str) else data)
         handle.flush()
 
     @hookimpl
@@ -201,12 +208,12 @@ class StoreSink:
     def epochal_metrics(self, run, records: Sequence) -> None:
         if not run.is_owner:
             return
-        parts = []
-        for step, wall, epoch, values in records:
-            row = {"step": step, "time": wall, "epoch": epoch}
-            row.update(values)
-            parts.append(_line(row))
-        self._append(run.dir, METRICS_FILE, "".join(parts))
+        if isinstance(records, MetricBatch):
+            data = b"".join(encode_block(fmt, rows) for fmt, rows in records.runs)
+        else:  # records handed over by other code: pack them here
+            data = b"".join(encode_block(fmt, [fmt.pack(step, wall, NAN if epoch is None else epoch, *values.values())])
+                            for step, wall, epoch, values in records for fmt in [RowFormat(tuple(values))])
+        self._append(run.dir, METRICS_FILE, data)
 
     @hookimpl
     def epochal_system(self, run, records: Sequence) -> None:

@@ -1,9 +1,9 @@
 """The background writer: drains the run's queue, batches records, delivers hooks per plugin.
 
-The training thread only puts items on ``Writer.queue``: a metric is a plain
-``(step, time, epoch, values)`` tuple, anything else an :class:`Event`. The writer
-thread wakes at least twice per flush interval, turns runs of metric tuples into
-:class:`MetricRecord` batches, and hands every event to one *lane* per plugin: a
+The training thread only puts items on ``Writer.queue``: a metric is a
+``(RowFormat, packed row)`` tuple, anything else an :class:`Event`. The writer
+thread wakes at least twice per flush interval, gathers the packed rows into a
+:class:`MetricBatch`, and hands every event to one *lane* per plugin: a
 thread with its own queue. A plugin that raises is reported once and disabled
 after ``max_failures``; a plugin that hangs holds up only its own lane, and
 ``close()`` stops waiting for it at its deadline.
@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pluggy
 
-from .records import MetricRecord
+from .records import MetricBatch, RowFormat
 
 __all__ = ["Event", "Writer"]
 
@@ -108,7 +108,7 @@ class Writer:
         flush_interval: float = 1.0,
         max_failures: int = 3,
         on_tick: Callable[[], None] | None = None,
-        on_metrics: Callable[[list[MetricRecord]], dict[str, Any]] | None = None,
+        on_metrics: Callable[[MetricBatch], dict[str, Any]] | None = None,
     ) -> None:
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.flush_interval = max(0.01, float(flush_interval))
@@ -183,21 +183,28 @@ class Writer:
 
     def _drain(self) -> bool:
         """Deliver what is queued; True once the stop sentinel was seen."""
-        pending: list[MetricRecord] = []
+        runs: list[tuple[RowFormat, list[bytes]]] = []
+        fmt: RowFormat | None = None
+        rows: list[bytes] = []
+        count = 0
         get = self.queue.get_nowait
         while True:
             try:
                 item = get()
             except queue.Empty:
                 break
-            if type(item) is tuple:
-                pending.append(MetricRecord._make(item))
-                if len(pending) >= MAX_BATCH:
-                    self._deliver_metrics(pending)
-                    pending = []
+            if type(item) is tuple:  # (RowFormat, packed row): a metric record
+                if item[0] is not fmt:
+                    fmt, rows = item[0], []
+                    runs.append((fmt, rows))
+                rows.append(item[1])
+                count += 1
+                if count >= MAX_BATCH:
+                    self._deliver_metrics(runs)
+                    runs, fmt, count = [], None, 0
                 continue
-            self._deliver_metrics(pending)
-            pending = []
+            self._deliver_metrics(runs)
+            runs, fmt, count = [], None, 0
             if item is None or item.hook == "epochal_run_end":
                 self._deliver_summary()
             if item is None:
@@ -206,16 +213,17 @@ class Writer:
                 return True
             barrier = Barrier(len(self.lanes), item.done) if item.done is not None else None
             self._deliver(item.hook, item.kwargs, barrier)
-        self._deliver_metrics(pending)
+        self._deliver_metrics(runs)
         self._deliver_summary()
         return False
 
-    def _deliver_metrics(self, records: list[MetricRecord]) -> None:
-        if not records:
+    def _deliver_metrics(self, runs: list[tuple[RowFormat, list[bytes]]]) -> None:
+        if not runs:
             return
-        self._deliver("epochal_metrics", {"records": records}, None)
+        batch = MetricBatch(runs)
+        self._deliver("epochal_metrics", {"records": batch}, None)
         if self.on_metrics is not None:
-            self._summary = self.on_metrics(records)
+            self._summary = self.on_metrics(batch)
 
     def _deliver_summary(self) -> None:
         """The summary follows the metrics once per drain, not once per batch."""

@@ -1,0 +1,178 @@
+"""Framework integrations, and :func:`autolog` that turns on every one whose framework is installed.
+
+One module per framework, each with ``autolog(disable=False, **kwargs)``:
+
+=================================  =================================================
+``epochal.integrations.lightning``  ``EpochalLogger`` added to every ``Trainer``
+``...transformers``                 ``EpochalCallback`` added to every HF ``Trainer``
+``...keras``                        ``EpochalCallback`` added to every ``Model.fit``
+``...ultralytics``                  callbacks added to every YOLO trainer
+``...sklearn``                      ``fit`` of estimators, searches and pipelines
+=================================  =================================================
+
+``epochal.autolog()`` imports no framework itself: a framework already imported is
+switched on at once, one imported later is switched on the moment its import finishes
+(a post-import hook), so the call costs nothing for frameworks a script never uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.metadata
+import importlib.util
+import logging
+import re
+import sys
+import threading
+import warnings
+from typing import Any
+
+__all__ = ["FRAMEWORKS", "autolog", "enabled"]
+
+log = logging.getLogger("epochal")
+
+#: integration module -> (top-level import name, distribution, oldest supported version)
+FRAMEWORKS: dict[str, tuple[str, str, str]] = {
+    "lightning": ("lightning", "lightning", "2.2"),
+    "transformers": ("transformers", "transformers", "4.40"),
+    "keras": ("keras", "keras", "3.0"),
+    "ultralytics": ("ultralytics", "ultralytics", "8.1"),
+    "sklearn": ("sklearn", "scikit-learn", "1.3"),
+}
+_lock = threading.RLock()
+_enabled: set[str] = set()
+_warned: set[str] = set()
+_options: dict[str, Any] = {}
+
+
+def enabled() -> list[str]:
+    """The integrations :func:`autolog` has switched on so far."""
+    return sorted(_enabled)
+
+
+def autolog(disable: bool = False, **kwargs: Any) -> None:
+    """Track every training of every installed framework; ``disable=True`` undoes it all.
+
+    ``kwargs`` go to every integration's ``autolog`` (use what they share: ``project=``,
+    ``dir=``, ``tags=``...; framework-specific options go to that module's ``autolog``).
+    Frameworks not installed are skipped silently; one older than supported gets a warning.
+    """
+    with _lock:
+        _finder.hooks.clear()
+        if disable:
+            for name in sorted(_enabled):
+                try:
+                    importlib.import_module(f"{__name__}.{name}").autolog(disable=True)
+                except Exception as exc:
+                    log.warning("epochal: turning off %s autolog failed: %r", name, exc)
+            _enabled.clear()
+            _options.clear()
+            if _finder in sys.meta_path:
+                sys.meta_path.remove(_finder)
+            return
+        _options.clear()
+        _options.update(kwargs)
+        for name, (module, dist, oldest) in FRAMEWORKS.items():
+            if not _installed(module) or not _supported(name, dist, oldest):
+                continue
+            if module in sys.modules:
+                _enable(name)
+            else:
+                _finder.hooks[module] = name
+        if _finder.hooks and _finder not in sys.meta_path:
+            sys.meta_path.insert(0, _finder)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return module in sys.modules or importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _supported(name: str, dist: str, oldest: str) -> bool:
+    try:
+        found = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return True  # importable without metadata (a source checkout): give it a try
+    if _version_tuple(found) >= _version_tuple(oldest):
+        return True
+    if name not in _warned:
+        _warned.add(name)
+        warnings.warn(
+            f"epochal.autolog(): {dist} {found} is older than the {oldest} epochal supports, so its trainings "
+            f"are not tracked; upgrade it: pip install -U 'epochal[{name}]'",
+            stacklevel=3,
+        )
+    return False
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text.split("+")[0])[:3])
+
+
+def _enable(name: str) -> None:
+    """Switch one integration on (never raises: a framework that fails to hook is logged and skipped)."""
+    with _lock:
+        try:
+            importlib.import_module(f"{__name__}.{name}").autolog(**_options)
+        except TypeError:
+            raise  # an argument this integration does not take: the user's to fix
+        except Exception as exc:
+            log.warning("epochal: autolog for %s is off: %r", name, exc)
+            return
+        _enabled.add(name)
+
+
+class _PostImportFinder(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: wraps the loader of a watched top-level module to enable its integration."""
+
+    def __init__(self) -> None:
+        self.hooks: dict[str, str] = {}  # import name -> integration name
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        name = self.hooks.get(fullname)
+        if name is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        del self.hooks[fullname]
+        spec.loader = _HookedLoader(spec.loader, name)
+        return spec
+
+
+class _HookedLoader(importlib.abc.Loader):
+    """Runs the real loader, puts it back on the module, then enables the integration."""
+
+    def __init__(self, loader: Any, integration: str) -> None:
+        self.loader, self.integration = loader, integration
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        module.__loader__ = self.loader
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        if not _finder.hooks and _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)
+        try:
+            _enable(self.integration)
+        except Exception as exc:  # the user's import never fails because of tracking
+            log.warning("epochal: autolog for %s is off: %r", self.integration, exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+
+_finder = _PostImportFinder()

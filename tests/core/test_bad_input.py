@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import epochal
-from epochal.store import read_json, read_jsonl
+from epochal.store import read_json, read_metrics
 
 BAD_METRICS = [
     ({"": 1.0}, ValueError, "empty"),
@@ -32,15 +32,15 @@ def test_bad_metric_raises_clear_error_before_anything_is_written(metrics, error
         run.log({"also_good": 2.0, **metrics})
     run.log({"good": 3.0})
     run.finish()
-    rows = read_jsonl(run.dir / "metrics.jsonl")[0]
+    rows = read_metrics(run.dir)[0]
     assert [r["good"] for r in rows] == [1.0, 3.0]  # the bad call recorded nothing, not even its good key
     assert [r["step"] for r in rows] == [0, 1]  # and consumed no step
     assert read_json(run.dir / "run.json")["status"] == "finished"
 
 
 def test_array_values_are_refused_with_shape():
-    np = pytest.importorskip("numpy")
-    torch = pytest.importorskip("torch")
+    import numpy as np
+    import torch
     run = epochal.init(system_interval=0)
     with pytest.raises(TypeError, match=r"'arr' is an array of shape \(3,\)"):
         run.log({"arr": np.zeros(3)})
@@ -56,7 +56,7 @@ def test_bad_steps(step, error):
         run.log({"a": 1.0}, step=step)
     run.log({"a": 1.0}, step=2.0)  # documented coercion: a whole float is an int step
     run.finish()
-    assert read_jsonl(run.dir / "metrics.jsonl")[0][0]["step"] == 2
+    assert read_metrics(run.dir)[0][0]["step"] == 2
 
 
 def test_non_mapping_is_refused():

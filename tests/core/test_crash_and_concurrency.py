@@ -11,7 +11,7 @@ import textwrap
 import time
 
 import epochal
-from epochal.store import effective_status, read_json, read_jsonl
+from epochal.store import effective_status, read_json, read_jsonl, read_metrics
 
 LOGGER = textwrap.dedent("""
     import sys, time, epochal
@@ -19,8 +19,6 @@ LOGGER = textwrap.dedent("""
     run = epochal.init(project="p", id=run_id, dir=root, system_interval=0)
     for i in range(n):
         run.log({"i": float(i), "t": time.time()})
-        if n < 0:
-            break
     if len(sys.argv) > 4:  # keep logging until killed, one point per millisecond
         print("ready", flush=True)
         i = n
@@ -38,12 +36,12 @@ def test_sigkill_keeps_everything_logged_a_second_before(run_root):
     assert proc.stdout.readline().strip() == "ready"
     run_dir = run_root / "p" / "killed"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(read_jsonl(run_dir / "metrics.jsonl")[0]) < 1500:
+    while time.monotonic() < deadline and len(read_metrics(run_dir)[0]) < 1500:
         pass  # wait (with a deadline) until a good stretch has been logged
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     killed_at = time.time()
-    rows, skipped = read_jsonl(run_dir / "metrics.jsonl")
+    rows, skipped = read_metrics(run_dir)
     assert skipped <= 1
     assert len(rows) >= 1500
     logged_before = [r for r in rows if r["t"] < killed_at - 1.0]
@@ -56,15 +54,23 @@ def test_sigkill_keeps_everything_logged_a_second_before(run_root):
     assert effective_status(read_json(run_dir / "run.json"), run_dir) == "crashed"
 
 
-def test_torn_last_line_is_skipped_and_counted(run_root):
+def test_torn_or_corrupt_blocks_are_skipped_and_counted(run_root):
     run = epochal.init(system_interval=0)
     run.log({"a": 1.0})
+    run.flush()
     run.log({"a": 2.0})
     run.finish()
-    with open(run.dir / "metrics.jsonl", "a") as handle:
-        handle.write('{"step": 2, "time": 1.0, "a": 3')
-    rows, skipped = read_jsonl(run.dir / "metrics.jsonl")
+    path = run.dir / "metrics.bin"
+    whole = path.read_bytes()
+    second = whole.index(b"EPB1", 1)
+    path.write_bytes(whole + whole[second:-3])  # a torn copy of the last block at the end
+    rows, skipped = read_metrics(run.dir)
     assert [r["a"] for r in rows] == [1.0, 2.0] and skipped == 1
+    corrupt = bytearray(whole)
+    corrupt[second - 6] ^= 0xFF  # flip a byte inside the first block: it fails its checksum
+    path.write_bytes(bytes(corrupt))
+    rows, skipped = read_metrics(run.dir)
+    assert [r["a"] for r in rows] == [2.0] and skipped == 1
 
 
 def test_four_processes_each_50k_steps_under_one_root(run_root):
@@ -73,7 +79,7 @@ def test_four_processes_each_50k_steps_under_one_root(run_root):
         assert proc.wait(300) == 0
     for i in range(4):
         run_dir = run_root / "p" / f"proc{i}"
-        rows, skipped = read_jsonl(run_dir / "metrics.jsonl")
+        rows, skipped = read_metrics(run_dir)
         assert skipped == 0 and len(rows) == 50000
         assert [r["step"] for r in rows] == list(range(50000))
         assert read_json(run_dir / "run.json")["status"] == "finished"
@@ -99,7 +105,7 @@ def test_other_ranks_attach_and_write_only_their_own_files(run_root):
     runs = list((run_root / "ddp").iterdir())
     assert len(runs) == 1
     run_dir = runs[0]
-    rows, _ = read_jsonl(run_dir / "metrics.jsonl")
+    rows, _ = read_metrics(run_dir)
     assert [r["loss"] for r in rows] == [float(i) for i in range(100)]  # once, from rank 0 only
     for rank in range(2):
         samples, _ = read_jsonl(run_dir / f"system.rank{rank}.jsonl")

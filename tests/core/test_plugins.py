@@ -9,7 +9,7 @@ import pytest
 import epochal
 from epochal import hookimpl, register_plugin, unregister_plugin
 from epochal.plugins import build_plugin_manager
-from epochal.store import read_json, read_jsonl
+from epochal.store import read_json, read_jsonl, read_metrics
 
 
 class Raising:
@@ -73,7 +73,7 @@ def test_raising_and_hanging_plugins_never_reach_training(plugins, caplog):
             run.flush(timeout=0.2)  # spread the points over several batches
     run.finish()
     hanging.release.set()
-    rows = read_jsonl(run.dir / "metrics.jsonl")[0]
+    rows = read_metrics(run.dir)[0]
     assert [r["step"] for r in rows] == list(range(2000))  # the store got everything
     assert collecting.steps == list(range(2000)) and collecting.started and collecting.ended == "finished"
     assert read_json(run.dir / "run.json")["status"] == "finished"

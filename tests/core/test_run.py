@@ -10,11 +10,11 @@ import textwrap
 import pytest
 
 import epochal
-from epochal.store import read_json, read_jsonl
+from epochal.store import read_json, read_metrics
 
 
 def metrics_of(run):
-    return read_jsonl(run.dir / "metrics.jsonl")[0]
+    return read_metrics(run.dir)[0]
 
 
 def test_log_writes_records_with_step_time_epoch(run_root):
@@ -49,8 +49,8 @@ def test_nan_and_inf_round_trip_exactly():
 
 
 def test_numpy_and_torch_scalars_are_accepted():
-    np = pytest.importorskip("numpy")
-    torch = pytest.importorskip("torch")
+    import numpy as np
+    import torch
     run = epochal.init(system_interval=0)
     run.log({"np32": np.float32(0.5), "np64": np.float64(0.25), "npi": np.int64(3), "arr0": np.array(2.0),
              "t0": torch.tensor(1.5), "tgrad": torch.tensor(2.0, requires_grad=True) * 2, "flag": True})
@@ -173,7 +173,7 @@ def test_forgotten_finish_is_finished_at_exit(run_root):
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     meta = read_json(run_root / "p" / "forgot" / "run.json")
     assert meta["status"] == "finished"
-    assert read_jsonl(run_root / "p" / "forgot" / "metrics.jsonl")[0][0]["a"] == 1.0
+    assert read_metrics(run_root / "p" / "forgot")[0][0]["a"] == 1.0
 
 
 def test_uncaught_exception_marks_failed(run_root):

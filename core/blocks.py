@@ -1,0 +1,118 @@
+"""Row blocks: the binary, append-only, crash-safe format of ``metrics.bin``.
+
+Why not JSON lines: formatting one float as text costs about as much as a whole
+``log()`` call, so a text format cannot keep up with the training thread. Here a
+record is packed once on the training thread (:class:`epochal.records.RowFormat`)
+and the writer appends runs of packed rows as blocks::
+
+    b"EPB1" | uint32 header length | uint32 body length | header | body | uint32 crc32(header + body)
+
+The header is JSON ``{"n": rows, "keys": [...]}``; the body is ``n`` little-endian
+rows of ``int64 step, float64 time, float64 epoch (NaN = unknown), float64 value``
+per key. Blocks appear in logging order. Metric values read back as floats. A torn
+or corrupt block (a killed process) fails its length or checksum and is skipped;
+the reader then looks for the next magic, so one bad block never hides the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from .records import RowFormat
+
+__all__ = ["MAGIC", "encode_block", "iter_blocks", "read_records", "read_columns"]
+
+MAGIC = b"EPB1"
+_HEAD = struct.Struct("<4sII")
+_CRC = struct.Struct("<I")
+_FIXED = ("step", "time", "epoch")
+
+
+def encode_block(fmt: RowFormat, rows: Sequence[bytes]) -> bytes:
+    """One block holding ``rows`` packed by ``fmt``."""
+    header = json.dumps({"n": len(rows), "keys": list(fmt.keys)}, separators=(",", ":")).encode()
+    payload = header + b"".join(rows)
+    return _HEAD.pack(MAGIC, len(header), len(payload) - len(header)) + payload + _CRC.pack(zlib.crc32(payload))
+
+
+def iter_blocks(data: bytes) -> Iterator[tuple[list[str], int, memoryview] | None]:
+    """``(keys, rows, body)`` per block of a file's bytes; ``None`` for each torn or corrupt stretch."""
+    view = memoryview(data)
+    pos, end = 0, len(data)
+    while pos < end:
+        block = None
+        if end - pos >= _HEAD.size + _CRC.size and data[pos : pos + 4] == MAGIC:
+            _, head_len, body_len = _HEAD.unpack_from(data, pos)
+            start = pos + _HEAD.size
+            stop = start + head_len + body_len
+            if stop + _CRC.size <= end and _CRC.unpack_from(data, stop)[0] == zlib.crc32(view[start:stop]):
+                try:
+                    header = json.loads(bytes(view[start : start + head_len]))
+                    keys, n = [str(k) for k in header["keys"]], int(header["n"])
+                    if body_len == n * 8 * (3 + len(keys)):
+                        block = (keys, n, view[start + head_len : stop])
+                except (ValueError, KeyError, TypeError):
+                    block = None
+        if block is None:
+            yield None
+            found = data.find(MAGIC, pos + 1)
+            pos = end if found < 0 else found
+            continue
+        yield block
+        pos = stop + _CRC.size
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
+
+
+def read_records(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Every record as ``{"step", "time", "epoch", key: value}`` in logging order, and how many stretches were skipped."""
+    records: list[dict[str, Any]] = []
+    skipped = 0
+    for block in iter_blocks(_read(path)):
+        if block is None:
+            skipped += 1
+            continue
+        keys, _, body = block
+        fmt = RowFormat(tuple(keys))
+        for row in fmt.iter_unpack(body):
+            epoch = row[2]
+            record = {"step": row[0], "time": row[1],
+                      "epoch": None if epoch != epoch else int(epoch) if epoch.is_integer() else epoch}
+            record.update(zip(keys, row[3:]))
+            records.append(record)
+    return records, skipped
+
+
+def read_columns(path: Path, keys: Sequence[str] | None = None) -> tuple[dict[str, Any], int]:
+    """Numpy columns ``step, time, epoch`` and one per metric (NaN where a record lacks it), in logging order."""
+    import numpy as np
+
+    parsed = list(iter_blocks(_read(path)))
+    blocks = [b for b in parsed if b is not None]
+    names = list(dict.fromkeys(k for b in blocks for k in b[0] if keys is None or k in keys))
+    total = sum(b[1] for b in blocks)
+    out: dict[str, Any] = {"step": np.empty(total, "<i8"), "time": np.empty(total), "epoch": np.empty(total)}
+    for name in names:
+        if name not in out:
+            out[name] = np.full(total, np.nan)
+    pos = 0
+    for block_keys, n, body in blocks:
+        dtype = np.dtype([("step", "<i8"), ("time", "<f8"), ("epoch", "<f8")]
+                         + [(f"v{i}", "<f8") for i in range(len(block_keys))])
+        rows = np.frombuffer(body, dtype=dtype, count=n)
+        for name in _FIXED:
+            out[name][pos : pos + n] = rows[name]
+        for i, key in enumerate(block_keys):
+            if key in out and key not in _FIXED:
+                out[key][pos : pos + n] = rows[f"v{i}"]
+        pos += n
+    return out, len(parsed) - len(blocks)

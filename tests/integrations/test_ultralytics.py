@@ -1,0 +1,184 @@
+"""Ultralytics integration: YOLOv8n built from its yaml, 2 epochs at imgsz 64 on a synthetic detection set."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from epochal.query import RunReader
+from epochal.store import read_json
+
+TRAIN = dict(epochs=2, imgsz=64, batch=4, plots=False, amp=False, workers=0, device="cpu", seed=0, verbose=False)
+LOSSES = ("train/box_loss", "train/cls_loss", "train/dfl_loss")
+VAL = ("val/precision(B)", "val/recall(B)", "val/mAP50(B)", "val/mAP50-95(B)", "val/box_loss")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def yolo_offline(tmp_path_factory):
+    """Ultralytics offline, its settings (and any font download) in a folder of this module."""
+    config = tmp_path_factory.mktemp("yolo-config")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("YOLO_OFFLINE", "1")
+        patch.setenv("YOLO_CONFIG_DIR", str(config))
+        yield config
+
+
+@pytest.fixture(scope="module")
+def data_yaml(tmp_path_factory, yolo_offline) -> str:
+    """8 train and 4 val images (64x64, one red box each) with YOLO labels, and their data yaml."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("boxes")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 4)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(count):
+            image = np.full((64, 64, 3), 40, np.uint8)
+            x, y = rng.integers(4, 30, 2)
+            w, h = rng.integers(16, 30, 2)
+            image[y:y + h, x:x + w] = (220, 60, 60)
+            Image.fromarray(image).save(root / "images" / split / f"{i}.png")
+            box = f"0 {(x + w / 2) / 64:.4f} {(y + h / 2) / 64:.4f} {w / 64:.4f} {h / 64:.4f}\n"
+            (root / "labels" / split / f"{i}.txt").write_text(box)
+    data = root / "data.yaml"
+    data.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: box\n")
+    return str(data)
+
+
+def _only_run(root: Path, project: str) -> Path:
+    runs = [p for p in (root / project).iterdir() if (p / "run.json").exists()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def _check_artifacts_intact(run_dir: Path) -> dict:
+    """Every stored version still has the bytes its manifest says (Ultralytics rewrites last.pt in place)."""
+    manifest = read_json(run_dir / "artifacts" / "manifest.json")
+    for item in manifest["artifacts"].values():
+        for entry in item["versions"]:
+            path = run_dir / entry["path"]
+            if entry["kind"] == "file":
+                assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], entry["path"]
+    return manifest["artifacts"]
+
+
+def test_autolog_tracks_a_training(run_root, data_yaml, tmp_path, yolo_offline):
+    from ultralytics import YOLO
+    from ultralytics.utils import callbacks
+
+    from epochal.integrations import ultralytics as integration
+
+    original = callbacks.add_integration_callbacks
+    integration.autolog()
+    integration.autolog()  # twice: still one set of callbacks
+    try:
+        model = YOLO("yolov8n.yaml")  # built from config: no weights download
+        model.train(data=data_yaml, project=str(tmp_path / "P"), name="N", **TRAIN)
+    finally:
+        integration.autolog(disable=True)
+    assert callbacks.add_integration_callbacks is original
+
+    run_dir = _only_run(run_root, "P")
+    meta = read_json(run_dir / "run.json")
+    assert (meta["name"], meta["project"], meta["status"]) == ("N", "P", "finished")
+    records = RunReader(run_dir).records()
+    assert [r["step"] for r in records] == [1, 2]  # the final validation of best.pt is no third point
+    assert [r["epoch"] for r in records] == [1, 2]
+    for record in records:
+        assert set(LOSSES + VAL + ("lr/pg0", "lr/pg1", "lr/pg2")) <= set(record), sorted(record)
+        assert not any(k.startswith("metrics/") for k in record)
+    assert meta["name_map"]["val/mAP50(B)"] == "metrics/mAP50(B)"
+    assert meta["name_map"]["best/val/mAP50-95(B)"] == "metrics/mAP50-95(B)"
+
+    summary = read_json(run_dir / "summary.json")
+    trainer = model.trainer
+    for name in ("precision(B)", "recall(B)", "mAP50(B)", "mAP50-95(B)"):
+        assert summary[f"best/val/{name}"] == pytest.approx(trainer.metrics[f"metrics/{name}"])
+    assert summary["best/epoch"] in (1, 2)
+    assert summary["train/box_loss"] == records[-1]["train/box_loss"]
+
+    config = read_json(run_dir / "config.json")
+    assert (config["epochs"], config["imgsz"], config["name"]) == (2, 64, "N")
+    assert config["model/parameters"] > 1_000_000 and config["model/GFLOPs"] > 0
+    assert config["dataset"]["names"] == {"0": "box"} or config["dataset"]["names"] == {0: "box"}
+    datasets = meta["datasets"]
+    assert datasets["train"]["files"] == 8 and datasets["train-labels"]["files"] == 8
+    assert datasets["val"]["files"] == 4 and datasets["val"]["sha256"] != datasets["train"]["sha256"]
+
+    artifacts = _check_artifacts_intact(run_dir)
+    weights = artifacts["weights"]
+    assert {"latest", "best"} <= set(weights["aliases"])
+    latest = next(e for e in weights["versions"] if e["version"] == weights["aliases"]["latest"])
+    save_dir = Path(trainer.save_dir)
+    assert latest["sha256"] == hashlib.sha256((save_dir / "weights" / "last.pt").read_bytes()).hexdigest()
+    # hardlinked, not copied: the stored latest checkpoint is the very file in weights/
+    assert (run_dir / latest["path"]).stat().st_ino == (save_dir / "weights" / "last.pt").stat().st_ino
+    assert len(weights["versions"]) <= 3  # keep_last=1: latest + best (+ a best that moved at the end)
+    assert "results.csv" in artifacts
+    assert json.loads((save_dir / "epochal.json").read_text())["id"] == run_dir.name
+    # nothing went online: no font, no AMP-check weights
+    assert not list(yolo_offline.rglob("*.ttf"))
+    assert not list(Path.cwd().glob("yolo*.pt"))
+
+
+def test_resume_continues_the_run_after_a_crash(run_root, data_yaml, tmp_path):
+    from ultralytics import YOLO
+
+    from epochal.integrations.ultralytics import add_epochal_callbacks
+
+    project = tmp_path / "Q"
+    (project / "R").mkdir(parents=True)  # taken: Ultralytics trains into R2
+
+    def crash(trainer):
+        if trainer.epoch == 1:
+            raise RuntimeError("simulated crash")
+
+    model = YOLO("yolov8n.yaml")
+    add_epochal_callbacks(model, tags=["yolo"])
+    model.add_callback("on_train_epoch_start", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        model.train(data=data_yaml, project=str(project), name="R", **TRAIN)
+    run_dir = _only_run(run_root, "Q")
+    meta = read_json(run_dir / "run.json")
+    assert (meta["name"], meta["status"], meta["tags"]) == ("R2", "failed", ["yolo"])
+    assert "simulated crash" in meta["error"]
+    assert [r["step"] for r in RunReader(run_dir).records()] == [1]
+
+    last = project / "R2" / "weights" / "last.pt"
+    resumed = YOLO(str(last))
+    add_epochal_callbacks(resumed)
+    resumed.train(resume=True)
+
+    assert _only_run(run_root, "Q") == run_dir  # the same run continued
+    meta = read_json(run_dir / "run.json")
+    assert (meta["name"], meta["status"], meta["resumed"]) == ("R2", "finished", 1)
+    records = RunReader(run_dir).records()
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(set(LOSSES + VAL) <= set(r) for r in records)
+    assert "best/val/mAP50(B)" in read_json(run_dir / "summary.json")
+    weights = _check_artifacts_intact(run_dir)["weights"]
+    assert {"latest", "best"} <= set(weights["aliases"])
+
+
+def test_add_epochal_callbacks_logs_into_a_given_run(run_root, data_yaml, tmp_path):
+    """A run passed in is used as is (its name and project) and left open for the user."""
+    import epochal
+    from ultralytics import YOLO
+
+    from epochal.integrations.ultralytics import add_epochal_callbacks
+
+    with epochal.init(project="mine", name="outer", config={"epochs": "user value"}) as run:
+        model = YOLO("yolov8n.yaml")
+        add_epochal_callbacks(model, run=run, keep_last=None)
+        model.train(data=data_yaml, project=str(tmp_path / "S"), name="T", **{**TRAIN, "epochs": 1})
+        assert epochal.current_run() is run  # still open
+        run.log({"extra": 1.0}, step=5)
+    meta = read_json(run.dir / "run.json")
+    assert (meta["name"], meta["project"], meta["status"]) == ("outer", "mine", "finished")
+    assert read_json(run.dir / "config.json")["epochs"] == "user value"  # the user's value wins
+    assert [r["step"] for r in RunReader(run.dir).records()] == [1, 5]

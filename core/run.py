@@ -31,7 +31,7 @@ from .store import (
     CONFIG_FILE, RUN_FILE, SUMMARY_FILE, read_json, touch_heartbeat,
     write_json_atomic,
 )
-from .values import FAST_TYPES, clean_metrics, jsonable, to_number
+from .values import clean_metrics, jsonable, to_number
 from .writer import Writer
 
 __all__ = ["Run", "Config", "Summary", "init", "current_run", "finish", "DEFAULT_DIR", "DEFAULT_PROJECT"]
@@ -304,43 +304,49 @@ class Run:
         """Record ``metrics`` (name -> number) at ``step``; omitted, the step auto-increments.
 
         Explicit steps are kept as given, even out of order or repeated. ``epoch`` is
-        remembered and stamped on later records until changed. Raises ``TypeError``/
-        ``ValueError`` for bad names or values before anything is recorded.
+        remembered and stamped on later records until changed. Values are stored as
+        float64: Python, numpy and torch scalars and 0-d arrays are accepted (a
+        one-element array counts as its element, as ``float()`` would take it).
+        Raises ``TypeError``/``ValueError`` for bad names or values before anything is recorded.
         """
-        try:
-            fmt = self._formats.get(tuple(metrics))
-        except TypeError:
-            fmt = None
-        if fmt is None or not FAST_TYPES.issuperset(map(type, metrics.values())):
-            metrics, fmt, epoch = self._slow_path(metrics, epoch)
+        next_step = self._next_step
+        if step is None:
+            step = next_step
+        elif type(step) is not int or step < 0:
+            step = _check_step(step)
         if epoch is None:
             epoch = self._epoch
         else:
-            self._epoch = epoch = to_number("epoch", epoch)
-        if step is None:
-            step = self._next_step
+            epoch = to_number("epoch", epoch)
+        try:  # the fast path: known names; packing is the copy and the number check at once
+            fmt = self._formats[tuple(metrics)]
+            row = fmt.pack(step, _time(), _NAN if epoch is None else epoch, *metrics.values())
+        except Exception:
+            fmt, row, epoch = self._slow_path(metrics, step, epoch)
+        if step >= next_step:
             self._next_step = step + 1
-        else:
-            if type(step) is not int or step < 0:
-                step = _check_step(step)
-            if step >= self._next_step:
-                self._next_step = step + 1
-        self._put((fmt, fmt.pack(step, _time(), _NAN if epoch is None else epoch, *metrics.values())))
+        self._epoch = epoch
+        self._put((fmt, row))
 
-    def _slow_path(self, metrics: Any, epoch: Any) -> tuple[dict[str, Any], RowFormat, Any]:
-        """Validate and coerce a record with new names or non-float values; find its row format."""
+    def _slow_path(self, metrics: Any, step: int, epoch: Any) -> tuple[RowFormat, bytes, Any]:
+        """Validate and coerce a record with new names or unusual values; pack it or raise a clear error."""
         if not isinstance(metrics, Mapping):
             raise TypeError(f"log() takes a mapping of name -> number, got {type(metrics).__name__}")
         values = dict(metrics)
         if "epoch" in values:
-            found = values.pop("epoch")
+            found = to_number("epoch", values.pop("epoch"))
             epoch = found if epoch is None else epoch
         values = clean_metrics(values, self._known)
         keys = tuple(values)
         fmt = self._formats.get(keys)
         if fmt is None:
             fmt = self._formats[keys] = RowFormat(keys)
-        return values, fmt, epoch
+        try:
+            row = fmt.pack(step, _time(), _NAN if epoch is None else epoch, *values.values())
+        except OverflowError:
+            big = next(k for k, v in values.items() if isinstance(v, int) and abs(v) > 1e308)
+            raise ValueError(f"metric {big!r} is too large for a float64; log it scaled down") from None
+        return fmt, row, epoch
 
     def log_native(
         self,

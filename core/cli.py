@@ -186,17 +186,18 @@ def _cmd_best(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     if args.format != "tensorboard":
         raise CommandError(f"unknown export format {args.format!r}; choose: tensorboard")
-    try:
-        from .sinks.tensorboard import export_runs
-    except ImportError as exc:
-        raise CommandError(f"TensorBoard export is unavailable ({exc}); pip install 'epochal[tensorboard]'") from None
+    from .sinks.tensorboard import export_runs
+
     if args.runs:
         dirs = [find_run(r, dir=args.dir, project=args.project) for r in args.runs]
     else:
         dirs = list(run_dirs(root_dir(args.dir), args.project))
         if not dirs:
             raise CommandError(f"no runs in {root_dir(args.dir)}" + (f" (project {args.project!r})" if args.project else ""))
-    written = export_runs(dirs)
+    try:
+        written = export_runs(dirs)
+    except ImportError as exc:
+        raise CommandError(f"TensorBoard export is unavailable ({exc}); pip install 'epochal[tensorboard]'") from None
     out.write(f"TensorBoard export of {len(dirs)} run(s) done ({written} written; each run's tensorboard/ folder)\n")
     return 0
 

@@ -50,7 +50,7 @@ def main() -> None:
     )
     callback = EpochalCallback(project="examples", name="tiny-bert", tags=["transformers"],
                                log_checkpoints=True, keep_last=2)
-    trainer = Trainer(model=model, args=args, train_dataset=Tokens(256, 1), eval_dataset=Tokens(64, 2),
+    trainer = Trainer(model=model, args=args, train_dataset=Tokens(192, 1), eval_dataset=Tokens(64, 2),
                       callbacks=[callback])
     trainer.train()
     trainer.evaluate()  # after training: appended to the same run at the last global step

@@ -7,8 +7,8 @@
 - ``log_hyperparams`` (dict, Namespace, dataclass, ``save_hyperparameters()``) and model facts
   (class, parameter counts) go to the config; the run ends ``finished`` or ``failed``.
 - ``ModelCheckpoint`` files become versions of the ``model`` artifact (``latest``/``best``
-  aliases, monitor and score in the metadata): ``log_model="all"`` as saved, ``True``/``"best"``
-  the best and last at the end, ``False`` (default) none.
+  aliases, monitor, score and step in the metadata): ``log_model="all"`` each save,
+  ``True``/``"best"`` the best one at the end, ``False`` (the default) none.
 - ``name`` is the project and ``version`` the run id, so ModelCheckpoint's default folder is
   ``<run dir>/checkpoints``. ``self.logger.experiment`` is the :class:`epochal.Run`.
 

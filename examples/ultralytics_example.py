@@ -1,6 +1,6 @@
 """Ultralytics YOLO with epochal: one ``autolog()`` call, then a plain ``model.train()``.
 
-    python examples/ultralytics_example.py [--dir ./epochal-runs] [--project yolo-example] [--epochs 2]
+    python examples/ultralytics_example.py [--dir ./epochal-runs] [--project yolo-example] [--epochs 3]
 
 A YOLOv8n built from its yaml (nothing downloaded) learns to find red boxes on 64x64
 synthetic images for a few epochs on the CPU (~20 s). The run is named after Ultralytics'
@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=None, help="run root (default: $EPOCHAL_DIR or ./epochal-runs)")
     parser.add_argument("--project", default=os.environ.get("EPOCHAL_PROJECT") or "yolo-example")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")  # no update checks; set before importing ultralytics
 
@@ -58,7 +58,8 @@ def main() -> None:
         model = YOLO("yolov8n.yaml")
         # project= names the epochal project (its last folder), name= the run (Ultralytics' folder name)
         model.train(data=str(data), epochs=args.epochs, imgsz=64, batch=8, device="cpu", workers=0, amp=False,
-                    project=str(Path(tmp) / args.project), name="red-boxes", exist_ok=False, verbose=False)
+                    mosaic=0.0, warmup_epochs=1, project=str(Path(tmp) / args.project), name="red-boxes",
+                    verbose=False)
         run_id = model.trainer.save_dir.joinpath("epochal.json").read_text()
     autolog(disable=True)
 

@@ -1,6 +1,7 @@
 """Keras 3: ``EpochalCallback`` and ``autolog()``, on every backend (tensorflow is never imported here).
 
-    model.fit(x, y, validation_data=(xv, yv), callbacks=[ModelCheckpoint("best.keras"), cb := EpochalCallback()])
+    cb = EpochalCallback(project="mnist")                # or run=..., or inside `with epochal.init():`
+    model.fit(x, y, validation_data=(xv, yv), callbacks=[ModelCheckpoint("best.keras"), cb])
     model.evaluate(x_test, y_test, callbacks=[cb])      # -> test/loss, test/accuracy in the summary
 
 Records the fit settings, the optimizer's config, parameter counts and a text summary of the
@@ -20,7 +21,10 @@ marks the run ``failed`` at once. A plain callback's own run is marked ``failed`
 (a ``fit`` that began and never reached ``on_train_end``). A run passed in is the caller's.
 
 Checkpoints are seen by wrapping ``ModelCheckpoint._save_model`` while a fit with this callback
-runs (Keras offers callbacks no view of each other); the wrapper does nothing for other models.
+runs (Keras offers callbacks no view of each other); the wrapper does nothing for other models and
+is removed at the end of the fit (after a fit that raised: at exit). Each saved file is stored as
+a copy, since Keras rewrites a fixed checkpoint path in place. ``batch_size`` is known only under
+``autolog()`` (Keras does not tell callbacks); pass it in ``config=`` otherwise.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import inspect
 import logging
 import os
 import shutil
@@ -45,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without lightnin
     raise ImportError("EpochalLogger needs lightning: pip install 'epochal[lightning]'") from exc
 
 import epochal
-from epochal.run import DEFAULT_DIR, DEFAULT_PROJECT, Run, check_segment
+from epochal.run import DEFAULT_DIR, DEFAULT_PROJECT, DisabledRun, Run, check_segment
 from epochal.store import METRICS_FILE
 
 __all__ = ["EpochalLogger", "autolog"]
@@ -54,6 +55,7 @@ log = logging.getLogger("epochal")
 CHECKPOINT_KEY = "epochal"
 _STATUS = {"success": "finished", "finished": "finished"}
 LogModel = Literal["all", "best"] | bool
+_INIT_ARGS = frozenset(inspect.signature(epochal.init).parameters) - {"project", "name", "dir", "id", "resume"}
 
 
 class EpochalLogger(Logger):
@@ -78,6 +80,9 @@ class EpochalLogger(Logger):
         super().__init__()
         if log_model not in (True, False, "all", "best"):
             raise ValueError(f"log_model={log_model!r}: use 'all', 'best', True or False")
+        unknown = sorted(set(init_kwargs) - _INIT_ARGS)
+        if unknown:
+            raise TypeError(f"EpochalLogger got unexpected arguments {unknown}; epochal.init takes {sorted(_INIT_ARGS)}")
         self._project = check_segment(
             run.project if run else project or os.environ.get("EPOCHAL_PROJECT") or DEFAULT_PROJECT, "project")
         self._root = run.root if run else Path(dir or os.environ.get("EPOCHAL_DIR") or DEFAULT_DIR).expanduser().absolute()
@@ -87,6 +92,7 @@ class EpochalLogger(Logger):
         self._log_model, self._checkpoint_name, self._keep_last = log_model, checkpoint_name, keep_last
         self._hparams: dict[str, Any] = {}
         self._logged = False  # metrics or artifacts went into the open run
+        self._fresh = False
         self._error: str | None = None
         self._pending: dict[str, Any] = {}  # ModelCheckpoint (weak proxies) to scan at the end
         self._stored: dict[str, str] = {}  # checkpoint path -> artifact version holding it
@@ -199,9 +205,14 @@ class EpochalLogger(Logger):
     def _open(self) -> None:
         if not self._owns_run:
             raise RuntimeError("the run given to EpochalLogger(run=...) was finished")
-        run = epochal.init(project=self._project, dir=self._root, id=self._id,
-                           resume="allow" if self._id else False, **self._init)
+        try:
+            run = epochal.init(project=self._project, dir=self._root, id=self._id,
+                               resume="allow" if self._id else False, **self._init)
+        except Exception as exc:  # e.g. an unwritable folder: training goes on, untracked
+            self._warn("open", exc)
+            run = DisabledRun(project=self._project, run_id=self._id or "disabled")
         self._run, self._id, self._closed, self._logged = run, run.id, False, False
+        self._fresh = not run.metadata.get("resumed")  # made by this open, not an existing run reopened
         if self._hparams and run.is_owner:
             run.config.update(self._hparams)
 
@@ -222,7 +233,7 @@ class EpochalLogger(Logger):
         old_dir = Path(self.log_dir) if self.log_dir else None
         if self._run is not None and not self._closed:
             self._run.finish()
-            if self._run.is_owner:
+            if self._run.is_owner and self._fresh and not self._run.disabled:
                 _remove_empty_run(self._run.dir)
         self._id, self._run = check_segment(stored, "run id"), None
         self._open()

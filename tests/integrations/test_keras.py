@@ -74,6 +74,13 @@ def _scenarios(root: Path) -> dict:
                     "test": net.evaluate(xt, yt, callbacks=[cb], verbose=0, return_dict=True)}
     cb.finish()
 
+    # inside an explicit run, a bare callback logs into it and leaves ending it to the owner
+    import epochal
+
+    with epochal.init(project="explicit", name="explicit", config={"mine": 1}) as run:
+        model().fit(x, y, batch_size=32, epochs=1, callbacks=[EpochalCallback()], verbose=0)
+        out["explicit_status_in_block"] = read_json(run.dir / "run.json")["status"]
+
     # autolog: early stopping, evaluate without callbacks, exact restore, nothing tracked after disable
     ek.autolog(project="auto", name="auto")
     net = model()
@@ -227,6 +234,17 @@ def test_an_exception_in_fit_marks_the_run_failed(scenario):
     plain = read_json(_run(runs, "failed", "plain") / "run.json")  # plain callback: at exit
     assert plain["status"] == "failed" and "model.fit()" in plain["error"]
     assert [r["epoch"] for r in _epoch_records(_run(runs, "failed", "plain"), "train/loss")] == [1, 2]
+
+
+def test_a_bare_callback_logs_into_the_current_run(scenario):
+    runs, result = scenario
+    assert len(list((runs / "explicit").iterdir())) == 1
+    run_dir = _run(runs, "explicit", "explicit")
+    assert [r["step"] for r in _epoch_records(run_dir, "train/loss")] == [2]
+    config = read_json(run_dir / "config.json")
+    assert config["mine"] == 1 and config["epochs"] == 1 and config["steps_per_epoch"] == 2
+    assert result["explicit_status_in_block"] == "running"
+    assert read_json(run_dir / "run.json")["status"] == "finished"
 
 
 def test_user_errors_surface_at_construction_and_tensorflow_is_never_imported(scenario):

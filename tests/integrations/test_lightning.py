@@ -147,6 +147,18 @@ def test_hyperparameters_from_namespace_and_dataclass_are_plain_and_redacted(run
     assert run.records()[0]["train/loss"] == 1.5
     with pytest.raises(ValueError):
         EpochalLogger(log_model="sometimes")
+    with pytest.raises(TypeError, match="unexpected"):
+        EpochalLogger(project="hp", colour="blue")
+
+
+def test_a_run_that_cannot_be_stored_does_not_stop_training(tmp_path, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    logger = EpochalLogger(project="lit", dir=blocker)
+    fit = trainer(logger, enable_checkpointing=False)
+    fit.fit(Tiny(), loader(), loader())
+    assert fit.global_step == 2 * BATCHES and logger.experiment.disabled
+    assert "EpochalLogger.open failed" in caplog.text
 
 
 def test_exception_in_training_step_marks_the_run_failed(run_root):

@@ -1,0 +1,130 @@
+"""The epochal demo: every framework example on tiny models and synthetic data, into one project.
+
+    python examples/demo.py [--dir ./epochal-runs] [--only sklearn,keras] [--tensorboard] [--verbose]
+
+Runs examples/<framework>_example.py for scikit-learn, Keras, Lightning, Hugging Face
+Transformers and Ultralytics YOLO (each in its own process, ``EPOCHAL_DIR`` and
+``EPOCHAL_PROJECT=demo`` set; a framework that is not installed is skipped), then prints
+the runs table and the command that opens them in TensorBoard (``--tensorboard`` starts it).
+About 2-4 minutes on 2 CPU cores; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXAMPLES = {  # example -> the module it needs
+    "sklearn": "sklearn",
+    "keras": "keras",
+    "lightning": "lightning",
+    "transformers": "transformers",
+    "ultralytics": "ultralytics",
+}
+PROJECT = "demo"
+HEADLINE = ("best/val/mAP50(B)", "val/mAP50(B)", "val/accuracy", "test/accuracy", "train/accuracy",
+            "val/loss", "test/loss", "train/loss")
+# Ultralytics turns on MLflow/DVC/... logging when those are installed; the demo records with epochal only.
+_YOLO_SETTINGS = '{"sync": false, "clearml": false, "comet": false, "dvc": false, "mlflow": false, ' \
+                 '"raytune": false, "tensorboard": false, "wandb": false}'
+
+
+def _environment(root: Path, scratch: Path) -> dict[str, str]:
+    (scratch / "Ultralytics").mkdir(parents=True, exist_ok=True)
+    (scratch / "Ultralytics" / "settings.json").write_text(_YOLO_SETTINGS)
+    env = dict(os.environ, EPOCHAL_DIR=str(root), EPOCHAL_PROJECT=PROJECT, YOLO_CONFIG_DIR=str(scratch),
+               YOLO_OFFLINE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.setdefault("KERAS_BACKEND", "torch")  # tensorflow is not needed
+    return env
+
+
+def run_example(name: str, env: dict[str, str], cwd: Path, verbose: bool) -> tuple[str, float, str]:
+    """Run one example in its own process: (outcome, seconds, output)."""
+    script = Path(__file__).resolve().parent / f"{name}_example.py"
+    if not script.is_file():
+        return "missing", 0.0, f"{script} does not exist"
+    if importlib.util.find_spec(EXAMPLES[name]) is None:
+        return "skipped", 0.0, f"{EXAMPLES[name]} is not installed: pip install 'epochal[{name}]'"
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, str(script)], env=env, cwd=cwd, text=True,
+                          stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT)
+    return ("ok" if done.returncode == 0 else "failed"), time.perf_counter() - start, done.stdout or ""
+
+
+def runs_table(root: Path, since: float):
+    """The runs this demo made: project, name, status, seconds and one headline metric each."""
+    import epochal
+
+    frame = epochal.runs(dir=str(root))
+    if frame.empty:
+        return frame
+    frame = frame[frame["start"] >= _timestamp(since)].copy()
+
+    def headline(row) -> str:
+        for key in HEADLINE:
+            value = row.get(f"summary.{key}")
+            if isinstance(value, (int, float)) and value == value:
+                return f"{key} = {value:.4g}"
+        return ""
+
+    frame["metric"] = frame.apply(headline, axis=1)
+    frame["seconds"] = frame["duration"].round(1)
+    return frame[["project", "id", "name", "status", "seconds", "metric"]].reset_index(drop=True)
+
+
+def _timestamp(seconds: float):
+    import pandas
+
+    return pandas.to_datetime(seconds - 1, unit="s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default=os.environ.get("EPOCHAL_DIR") or "epochal-runs", help="run root")
+    parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(EXAMPLES))
+    parser.add_argument("--tensorboard", action="store_true", help="serve the runs in TensorBoard at the end")
+    parser.add_argument("--verbose", "-v", action="store_true", help="show each example's own output")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",")] if args.only else list(EXAMPLES)
+    unknown = sorted(set(names) - set(EXAMPLES))
+    if unknown:
+        parser.error(f"unknown example(s) {unknown}; choose from {', '.join(EXAMPLES)}")
+
+    root = Path(args.dir).expanduser().absolute()
+    started = time.time()
+    outcomes = {}
+    with tempfile.TemporaryDirectory(prefix="epochal-demo-") as scratch:
+        env = _environment(root, Path(scratch) / "ultralytics")
+        for index, name in enumerate(names, 1):
+            print(f"[{index}/{len(names)}] {name:<13}", end=" ", flush=True)
+            outcome, seconds, output = run_example(name, env, Path(scratch), args.verbose)
+            outcomes[name] = outcome
+            print(f"{outcome} ({seconds:.1f} s)" if seconds else f"{outcome}: {output}", flush=True)
+            if outcome == "failed" and not args.verbose:
+                print("    " + "\n    ".join(output.rstrip().splitlines()[-25:]))
+
+    table = runs_table(root, started)
+    print(f"\n{len(table)} run(s) in {root} ({time.time() - started:.0f} s in all):")
+    print(table.to_string(index=False) if len(table) else "  (none)")
+    projects = sorted(set(table["project"])) if len(table) else [PROJECT]
+    command = ["epochal", "tb"] + (["--project", PROJECT] if projects == [PROJECT] else [])
+    if root != Path("epochal-runs").absolute():
+        command += ["--dir", str(root)]
+    print("\nsee them in TensorBoard:  " + " ".join(command))
+    print("list, inspect, compare:   epochal ls" + (f" --dir {root}" if "--dir" in command else "")
+          + " | epochal show RUN | epochal diff RUN_A RUN_B")
+    if args.tensorboard:
+        from epochal.cli import main as cli
+
+        cli(command[1:])
+    return 1 if any(o in ("failed", "missing") for o in outcomes.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

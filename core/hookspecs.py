@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import pluggy
 
 if TYPE_CHECKING:
-    from .records import ArtifactVersion, MetricRecord, SystemRecord
+    from .records import ArtifactVersion, MetricBatch, SystemRecord
     from .run import Run
 
 __all__ = ["hookspec", "hookimpl", "PROJECT"]
@@ -50,8 +50,12 @@ def epochal_config(run: Run, config: Mapping[str, Any]) -> None:
 
 
 @hookspec
-def epochal_metrics(run: Run, records: Sequence[MetricRecord]) -> None:
-    """A batch of metric records, in logging order (steps may repeat or go back)."""
+def epochal_metrics(run: Run, records: MetricBatch) -> None:
+    """A batch of metric records, in logging order (steps may repeat or go back).
+
+    ``records`` is a sequence of ``MetricRecord(step, time, epoch, values)``, decoded on
+    first access; ``records.runs`` holds the packed rows for sinks that store bytes.
+    """
 
 
 @hookspec

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from .blocks import encode_block, read_records
 from .hookspecs import hookimpl
-from .records import NAN, MetricBatch, RowFormat
+from .records import MetricBatch
 
 __all__ = [
     "METRICS_FILE", "RUN_FILE", "CONFIG_FILE", "SUMMARY_FILE", "HEARTBEAT_FILE",
@@ -107,28 +107,6 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
     return records, skipped
 
 
-def iter_jsonl_tail(path: Path, max_bytes: int = 1 << 20) -> Iterator[dict[str, Any]]:
-    """Records in the last ``max_bytes`` of a JSON-lines file (whole lines only)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - max_bytes))
-            chunk = handle.read()
-    except OSError:
-        return
-    lines = chunk.split(b"\n")
-    if size > max_bytes:
-        lines = lines[1:]
-    for line in lines:
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            yield value
-
-
 def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     """A run's metric records ``{"step", "time", "epoch", key: value}`` in logging order, and the number skipped."""
     return read_records(Path(run_dir) / METRICS_FILE)
@@ -205,15 +183,10 @@ class StoreSink:
             write_json_atomic(run.dir / CONFIG_FILE, dict(config))
 
     @hookimpl
-    def epochal_metrics(self, run, records: Sequence) -> None:
+    def epochal_metrics(self, run, records: MetricBatch) -> None:
         if not run.is_owner:
             return
-        if isinstance(records, MetricBatch):
-            data = b"".join(encode_block(fmt, rows) for fmt, rows in records.runs)
-        else:  # records handed over by other code: pack them here
-            data = b"".join(encode_block(fmt, [fmt.pack(step, wall, NAN if epoch is None else epoch, *values.values())])
-                            for step, wall, epoch, values in records for fmt in [RowFormat(tuple(values))])
-        self._append(run.dir, METRICS_FILE, data)
+        self._append(run.dir, METRICS_FILE, b"".join(encode_block(fmt, rows) for fmt, rows in records.runs))
 
     @hookimpl
     def epochal_system(self, run, records: Sequence) -> None:

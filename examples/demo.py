@@ -28,7 +28,7 @@ EXAMPLES = {  # example -> the module it needs
     "ultralytics": "ultralytics",
 }
 PROJECT = "demo"
-HEADLINE = ("best/val/mAP50(B)", "val/mAP50(B)", "val/accuracy", "test/accuracy", "train/accuracy",
+HEADLINE = ("best/val/mAP50(B)", "val/mAP50(B)", "val/accuracy", "test/accuracy", "val/score", "train/accuracy",
             "val/loss", "test/loss", "train/loss")
 # Ultralytics turns on MLflow/DVC/... logging when those are installed; the demo records with epochal only.
 _YOLO_SETTINGS = '{"sync": false, "clearml": false, "comet": false, "dvc": false, "mlflow": false, ' \
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     if root != Path("epochal-runs").absolute():
         command += ["--dir", str(root)]
     print("\nsee them in TensorBoard:  " + " ".join(command))
-    print("list, inspect, compare:   epochal ls" + (f" --dir {root}" if "--dir" in command else "")
-          + " | epochal show RUN | epochal diff RUN_A RUN_B")
+    where = f" --dir {root}" if "--dir" in command else ""
+    print(f"list, inspect, compare:   epochal ls{where};  epochal show RUN{where};  epochal diff A B{where}")
     if args.tensorboard:
         from epochal.cli import main as cli
 

@@ -122,7 +122,7 @@ def run(quick: bool = False, repeats: int | None = None, loggers: tuple[str, ...
     import torch
 
     torch.set_num_threads(1)  # steadier step times on a shared machine
-    batches = 60 if quick else 200
+    batches = 60 if quick else 500
     repeats = repeats or (2 if quick else 5)
     tmp = Path(tempfile.mkdtemp(prefix="epochal-lightning-bench-"))
     best: dict[str, float] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def run_example(name: str, env: dict[str, str], cwd: Path, verbose: bool) -> tup
     if importlib.util.find_spec(EXAMPLES[name]) is None:
         return "skipped", 0.0, f"{EXAMPLES[name]} is not installed: pip install 'epochal[{name}]'"
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, str(script)], env=env, cwd=cwd, text=True,
+    done = subprocess.run([sys.executable, str(script)], check=False, env=env, cwd=cwd, text=True,
                           stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT)
     return ("ok" if done.returncode == 0 else "failed"), time.perf_counter() - start, done.stdout or ""
 
@@ -69,7 +70,7 @@ def runs_table(root: Path, since: float):
     def headline(row) -> str:
         for key in HEADLINE:
             value = row.get(f"summary.{key}")
-            if isinstance(value, (int, float)) and value == value:
+            if isinstance(value, (int, float)) and not math.isnan(value):
                 return f"{key} = {value:.4g}"
         return ""
 

@@ -39,7 +39,7 @@ def main() -> None:
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
 
-    tracker = EpochalCallback(project="keras-example", name=f"dense-{keras.backend.backend()}", dir=args.dir,
+    tracker = EpochalCallback(project=os.environ.get("EPOCHAL_PROJECT", "keras-example"), name=f"dense-{keras.backend.backend()}", dir=args.dir,
                               log_every_n_batches=4)
     with tempfile.TemporaryDirectory() as tmp:  # the checkpoints' own folder; epochal keeps copies
         callbacks = [

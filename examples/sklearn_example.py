@@ -7,6 +7,7 @@ Synthetic data, tiny models, a few seconds on a laptop CPU. Prints where the run
 
 from __future__ import annotations
 
+import os
 import argparse
 
 import numpy as np
@@ -27,7 +28,7 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="run root (default: $EPOCHAL_DIR or ./epochal-runs)")
     args = parser.parse_args()
 
-    epochal_sklearn.autolog(project="sklearn-example", dir=args.dir, max_child_runs=3)
+    epochal_sklearn.autolog(project=os.environ.get("EPOCHAL_PROJECT", "sklearn-example"), dir=args.dir, max_child_runs=3)
     X, y = make_classification(n_samples=400, n_features=8, n_informative=5, random_state=0)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
 
@@ -43,7 +44,7 @@ def main() -> None:
     print("search best params:", search.best_params_, "best cv score:", round(search.best_score_, 4))
 
     # 3. Inside an explicit run, fits log into it instead of making their own.
-    with epochal.init(project="sklearn-example", name="explicit", dir=args.dir, config={"note": "mine"}) as run:
+    with epochal.init(project=os.environ.get("EPOCHAL_PROJECT", "sklearn-example"), name="explicit", dir=args.dir, config={"note": "mine"}) as run:
         LogisticRegression(C=0.5).fit(X_train, y_train).score(X_test, y_test)
     epochal_sklearn.autolog(disable=True)
 

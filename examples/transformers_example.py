@@ -48,7 +48,7 @@ def main() -> None:
         use_cpu=True, report_to="none",  # report_to="none": no second tracker logs the same run
         disable_tqdm=True,
     )
-    callback = EpochalCallback(project="examples", name="tiny-bert", tags=["transformers"],
+    callback = EpochalCallback(project=os.environ.get("EPOCHAL_PROJECT", "transformers-example"), name="tiny-bert", tags=["transformers"],
                                log_checkpoints=True, keep_last=2)
     trainer = Trainer(model=model, args=args, train_dataset=Tokens(192, 1), eval_dataset=Tokens(64, 2),
                       callbacks=[callback])

@@ -27,6 +27,7 @@ before it does, the file in ``weights/`` gets its own copy (the stored version k
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -35,19 +36,20 @@ import sys
 import tempfile
 import traceback
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import epochal
 from epochal.names import canonicalize, epoch_step
 from epochal.store import read_json, write_json_atomic
 
-__all__ = ["EpochalCallbacks", "add_epochal_callbacks", "autolog", "STATE_FILE"]
+__all__ = ["STATE_FILE", "EpochalCallbacks", "add_epochal_callbacks", "autolog"]
 
 log = logging.getLogger("epochal")
 STATE_FILE = "epochal.json"
-_EVENTS = ("on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_epoch_end", "on_model_save",
-           "on_fit_epoch_end", "on_train_end", "teardown")
+_EVENTS = ("on_pretrain_routine_end", "on_train_epoch_end", "on_model_save", "on_fit_epoch_end", "on_train_end",
+           "teardown")
 _PLOTS = (".png", ".jpg", ".jpeg", ".svg")
 _trainings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # trainer -> _Training
 _autolog: dict[str, Any] = {}
@@ -71,6 +73,7 @@ class EpochalCallbacks:
     """
 
     def __init__(self, run: Any = None, *, keep_last: int | None = 1, **init_kwargs: Any) -> None:
+        inspect.signature(epochal.init).bind(**init_kwargs)  # a wrong argument fails here, not mid-training
         self.run, self.keep_last, self.init_kwargs = run, keep_last, init_kwargs
         self.callbacks: dict[str, Callable[[Any], None]] = {event: self._guard(event) for event in _EVENTS}
 
@@ -80,7 +83,7 @@ class EpochalCallbacks:
         def callback(trainer: Any) -> None:
             try:
                 training = _trainings.get(trainer)
-                if event == "on_pretrain_routine_start" and training is None:
+                if event == "on_pretrain_routine_end" and training is None:
                     handler(trainer)
                 elif training is not None and training.owner is self:
                     handler(trainer, training)
@@ -90,51 +93,54 @@ class EpochalCallbacks:
         callback.__qualname__ = callback.__name__ = f"epochal_{event}"
         return callback
 
-    def _on_pretrain_routine_start(self, trainer: Any) -> None:
+    def _on_pretrain_routine_end(self, trainer: Any) -> None:
+        """Data and model are ready, training starts next: open the run, record config and data."""
+        from ultralytics.utils.torch_utils import get_flops, get_num_params
+
+        run, own = self._open(trainer)
+        _trainings[trainer] = training = _Training(self, run, own)
+        training.seen = trainer.metrics  # the placeholder zeros, never logged
+        data = trainer.data or {}
+        facts = {
+            **vars(trainer.args),
+            "model/parameters": get_num_params(trainer.model),
+            "model/GFLOPs": round(get_flops(trainer.model, trainer.args.imgsz), 3),
+        }
+        yaml_file = str(data.get("yaml_file") or trainer.args.data or "")
+        if yaml_file.endswith((".yaml", ".yml")) and Path(yaml_file).is_file():
+            from ultralytics.utils import YAML
+
+            facts["dataset"] = YAML.load(yaml_file)
+        run.config.setdefaults(facts)
+        for split in ("train", "val", "test"):
+            images = data.get(split)
+            if isinstance(images, (str, Path)) and Path(images).exists():
+                run.log_dataset(str(images), split)
+                labels = Path(str(Path(images)).replace(f"{os.sep}images", f"{os.sep}labels"))
+                if labels != Path(images) and labels.exists():
+                    run.log_dataset(str(labels), f"{split}-labels")
+
+    def _open(self, trainer: Any) -> tuple[Any, bool]:
+        """The run of this training (the given one, the resumed one, or a new one) and whether we own it."""
         save_dir = Path(trainer.save_dir)
         for path in [*save_dir.glob("*"), *save_dir.glob("weights/*")]:
             _unshare(path)  # files of an earlier run's artifacts, about to be rewritten
         if self.run is not None:
-            run, own = self.run, False
-        else:
-            kwargs = dict(self.init_kwargs)
-            previous = read_json(save_dir / STATE_FILE) if trainer.args.resume else None
-            if isinstance(previous, dict) and previous.get("id"):
-                kwargs.setdefault("id", previous["id"])
-                kwargs.setdefault("resume", "allow")
-                kwargs.setdefault("project", previous.get("project"))
-                kwargs.setdefault("dir", previous.get("dir"))
-            if trainer.args.project:
-                kwargs.setdefault("project", _segment(Path(str(trainer.args.project)).name))
-            kwargs.setdefault("name", save_dir.name)
-            run, own = epochal.init(**kwargs), True
-            if not run.disabled:
-                write_json_atomic(save_dir / STATE_FILE, {"id": run.id, "project": run.project, "dir": str(run.root)})
-        run.config.setdefaults(vars(trainer.args))
-        _trainings[trainer] = _Training(self, run, own)
-
-    def _on_pretrain_routine_end(self, trainer: Any, training: _Training) -> None:
-        from ultralytics.utils.torch_utils import get_flops, get_num_params
-
-        training.seen = trainer.metrics  # the placeholder zeros, never logged
-        facts = {
-            "model/parameters": get_num_params(trainer.model),
-            "model/GFLOPs": round(get_flops(trainer.model, trainer.args.imgsz), 3),
-        }
-        data = trainer.data or {}
-        yaml_file = data.get("yaml_file") or trainer.args.data
-        if isinstance(yaml_file, (str, Path)) and str(yaml_file).endswith((".yaml", ".yml")) and Path(yaml_file).is_file():
-            from ultralytics.utils import YAML
-
-            facts["dataset"] = YAML.load(yaml_file)
-        training.run.config.setdefaults(facts)
-        for split in ("train", "val", "test"):
-            images = data.get(split)
-            if isinstance(images, (str, Path)) and Path(images).exists():
-                training.run.log_dataset(str(images), split)
-                labels = Path(str(Path(images)).replace(f"{os.sep}images", f"{os.sep}labels"))
-                if labels != Path(images) and labels.exists():
-                    training.run.log_dataset(str(labels), f"{split}-labels")
+            return self.run, False
+        kwargs = dict(self.init_kwargs)
+        previous = read_json(save_dir / STATE_FILE) if trainer.args.resume else None
+        if isinstance(previous, dict) and previous.get("id"):
+            kwargs.setdefault("id", previous["id"])
+            kwargs.setdefault("resume", "allow")
+            kwargs.setdefault("project", previous.get("project"))
+            kwargs.setdefault("dir", previous.get("dir"))
+        if trainer.args.project:
+            kwargs.setdefault("project", _segment(Path(str(trainer.args.project)).name))
+        kwargs.setdefault("name", save_dir.name)
+        run = epochal.init(**kwargs)
+        if not run.disabled:
+            write_json_atomic(save_dir / STATE_FILE, {"id": run.id, "project": run.project, "dir": str(run.root)})
+        return run, True
 
     def _on_train_epoch_end(self, trainer: Any, training: _Training) -> None:
         training.pending = trainer.epoch
@@ -172,6 +178,8 @@ class EpochalCallbacks:
 
     def _on_train_end(self, trainer: Any, training: _Training) -> None:
         run = training.run
+        if run.disabled:
+            return
         for path, aliases in ((Path(trainer.best), ("best",)), (Path(trainer.last), ())):
             if path.is_file():
                 run.log_artifact(path, name="weights", type="model", aliases=aliases,
@@ -235,7 +243,7 @@ def autolog(disable: bool = False, **kwargs: Any) -> None:
         from ultralytics.utils import callbacks as package
         from ultralytics.utils.callbacks import base
     except ImportError:
-        raise ImportError("epochal's Ultralytics autolog needs ultralytics: pip install 'epochal[ultralytics]'") from None
+        raise ImportError("Ultralytics autolog needs ultralytics: pip install 'epochal[ultralytics]'") from None
     original = _autolog.pop("original", None)
     if original is not None:  # undo (or redo with new settings)
         for module in (base, package):

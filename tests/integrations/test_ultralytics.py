@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from epochal.query import RunReader
 from epochal.store import read_json
 
-TRAIN = dict(epochs=2, imgsz=64, batch=4, plots=False, amp=False, workers=0, device="cpu", seed=0, verbose=False)
+TRAIN = {"epochs": 2, "imgsz": 64, "batch": 4, "plots": False, "amp": False, "workers": 0, "device": "cpu", "seed": 0,
+         "verbose": False}
 LOSSES = ("train/box_loss", "train/cls_loss", "train/dfl_loss")
 VAL = ("val/precision(B)", "val/recall(B)", "val/mAP50(B)", "val/mAP50-95(B)", "val/box_loss")
 
@@ -68,10 +68,9 @@ def _check_artifacts_intact(run_dir: Path) -> dict:
 
 
 def test_autolog_tracks_a_training(run_root, data_yaml, tmp_path, yolo_offline):
+    from epochal.integrations import ultralytics as integration
     from ultralytics import YOLO
     from ultralytics.utils import callbacks
-
-    from epochal.integrations import ultralytics as integration
 
     original = callbacks.add_integration_callbacks
     integration.autolog()
@@ -126,9 +125,8 @@ def test_autolog_tracks_a_training(run_root, data_yaml, tmp_path, yolo_offline):
 
 def test_resume_continues_the_run_after_a_crash(run_root, data_yaml, tmp_path, monkeypatch, caplog):
     """Also in hardlink mode, where Ultralytics' in-place rewrites of last.pt/best.pt would reach the store."""
-    from ultralytics import YOLO
-
     from epochal.integrations.ultralytics import add_epochal_callbacks
+    from ultralytics import YOLO
 
     monkeypatch.setenv("EPOCHAL_ARTIFACT_LINK", "hardlink")
     project = tmp_path / "Q"
@@ -174,9 +172,8 @@ def test_resume_continues_the_run_after_a_crash(run_root, data_yaml, tmp_path, m
 def test_add_epochal_callbacks_logs_into_a_given_run(run_root, data_yaml, tmp_path):
     """A run passed in is used as is (its name and project) and left open for the user."""
     import epochal
-    from ultralytics import YOLO
-
     from epochal.integrations.ultralytics import add_epochal_callbacks
+    from ultralytics import YOLO
 
     with epochal.init(project="mine", name="outer", config={"epochs": "user value"}) as run:
         model = YOLO("yolov8n.yaml")
@@ -188,3 +185,57 @@ def test_add_epochal_callbacks_logs_into_a_given_run(run_root, data_yaml, tmp_pa
     assert (meta["name"], meta["project"], meta["status"]) == ("outer", "mine", "finished")
     assert read_json(run.dir / "config.json")["epochs"] == "user value"  # the user's value wins
     assert [r["step"] for r in RunReader(run.dir).records()] == [1, 5]
+
+
+def test_classification_training(run_root, tmp_path):
+    """The classify task: its own loss and accuracy names, a folder dataset instead of a yaml."""
+    import numpy as np
+    from epochal.integrations.ultralytics import add_epochal_callbacks
+    from PIL import Image
+    from ultralytics import YOLO
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for label, color in (("red", (220, 40, 40)), ("blue", (40, 40, 220))):
+            (tmp_path / "colors" / split / label).mkdir(parents=True)
+            for i in range(4):
+                image = (rng.random((32, 32, 3)) * 60 + np.array(color) * 0.7).astype(np.uint8)
+                Image.fromarray(image).save(tmp_path / "colors" / split / label / f"{i}.png")
+    model = YOLO("yolov8n-cls.yaml")
+    add_epochal_callbacks(model)
+    model.train(data=str(tmp_path / "colors"), project=str(tmp_path / "C"), name="colors", **{**TRAIN, "imgsz": 32})
+
+    run = RunReader(_only_run(run_root, "C"))
+    assert (run.name, run.status) == ("colors", "finished")
+    records = run.records()
+    assert [r["step"] for r in records] == [1, 2]
+    expected = {"train/loss", "val/loss", "val/accuracy_top1", "val/accuracy_top5", "lr/pg0"}
+    assert all(expected <= set(r) for r in records)
+    assert run.metadata["name_map"]["val/accuracy_top1"] == "metrics/accuracy_top1"
+    assert 0.0 <= run.summary["best/val/accuracy_top1"] <= 1.0
+    assert run.datasets["train"]["files"] == 8 and run.datasets["val"]["files"] == 8
+    assert {"latest", "best"} <= {a for v in run.artifacts() if v.name == "weights" for a in v.aliases}
+
+
+def test_wrong_arguments_fail_at_once_and_callback_errors_never_reach_training(caplog):
+    from epochal.integrations import ultralytics as integration
+
+    with pytest.raises(TypeError):
+        integration.EpochalCallbacks(projekt="typo")
+
+    class BrokenRun:
+        def log_native(self, *args, **kwargs):
+            raise RuntimeError("disk full")
+
+    class Trainer:  # just what on_fit_epoch_end reads
+        epoch, tloss, lr, metrics, stop = 0, None, {"lr/pg0": 0.1}, {}, False
+
+        def label_loss_items(self, *args, **kwargs):
+            return {}
+
+    tracker, trainer = integration.EpochalCallbacks(), Trainer()
+    training = integration._Training(tracker, BrokenRun(), own_run=False)
+    training.pending = 0
+    integration._trainings[trainer] = training
+    tracker.callbacks["on_fit_epoch_end"](trainer)  # does not raise
+    assert "on_fit_epoch_end failed" in caplog.text and "disk full" in caplog.text

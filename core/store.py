@@ -20,7 +20,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .blocks import encode_block, read_records
 from .hookspecs import hookimpl

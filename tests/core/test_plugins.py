@@ -9,7 +9,7 @@ import pytest
 import epochal
 from epochal import hookimpl, register_plugin, unregister_plugin
 from epochal.plugins import build_plugin_manager
-from epochal.store import read_json, read_jsonl, read_metrics
+from epochal.store import read_json, read_metrics
 
 
 class Raising:

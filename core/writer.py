@@ -1,7 +1,7 @@
 """The background writer: drains the run's queue, batches records, delivers hooks per plugin.
 
 The training thread only puts items on ``Writer.queue``: a metric is a
-``(RowFormat, packed row)`` tuple, anything else an :class:`Event`. The writer
+``(RowFormat, packed row)`` tuple, anything else ``(None, Event)``. The writer
 thread wakes at least twice per flush interval, gathers the packed rows into a
 :class:`MetricBatch`, and hands every event to one *lane* per plugin: a
 thread with its own queue. A plugin that raises is reported once and disabled
@@ -15,6 +15,8 @@ import logging
 import queue
 import threading
 import time
+from itertools import groupby
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -29,7 +31,7 @@ EVENT_HOOKS = (
     "epochal_run_start", "epochal_config", "epochal_metrics", "epochal_system",
     "epochal_summary", "epochal_metadata", "epochal_artifact", "epochal_run_end",
 )
-MAX_BATCH = 50_000
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 @dataclass
@@ -39,6 +41,10 @@ class Event:
     hook: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     done: threading.Event | None = None  # set by every lane once delivered (flush barriers)
+
+
+STOP = Event("stop")
+_MARK = (None, Event("mark"))  # put by the writer itself to end one drain
 
 
 class Lane:
@@ -143,12 +149,12 @@ class Writer:
 
     def emit(self, hook: str, **kwargs: Any) -> None:
         """Queue a non-metric event (config, summary, artifact, ...) in order with the metrics."""
-        self.queue.put(Event(hook, kwargs))
+        self.queue.put((None, Event(hook, kwargs)))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver everything queued so far to every plugin; False if a plugin did not finish in time."""
         done = threading.Event()
-        self.queue.put(Event("", {}, done))
+        self.queue.put((None, Event("", {}, done)))
         self._wake.set()
         return done.wait(timeout)
 
@@ -156,7 +162,7 @@ class Writer:
         """Deliver everything, stop the threads; wait at most ``timeout`` seconds for slow plugins."""
         deadline = time.monotonic() + timeout
         self._stopping = True
-        self.queue.put(None)
+        self.queue.put((None, STOP))
         self._wake.set()
         self.thread.join(max(0.0, deadline - time.monotonic()))
         ok = not self.thread.is_alive()
@@ -182,37 +188,29 @@ class Writer:
                     pass
 
     def _drain(self) -> bool:
-        """Deliver what is queued; True once the stop sentinel was seen."""
+        """Deliver what is queued; True once the stop event was seen.
+
+        Takes everything queued before a marker in one C-level loop, then groups
+        consecutive rows of one format (events have format None) without touching each row.
+        """
+        self.queue.put(_MARK)
+        items = list(iter(self.queue.get, _MARK))
         runs: list[tuple[RowFormat, list[bytes]]] = []
-        fmt: RowFormat | None = None
-        rows: list[bytes] = []
-        count = 0
-        get = self.queue.get_nowait
-        while True:
-            try:
-                item = get()
-            except queue.Empty:
-                break
-            if type(item) is tuple:  # (RowFormat, packed row): a metric record
-                if item[0] is not fmt:
-                    fmt, rows = item[0], []
-                    runs.append((fmt, rows))
-                rows.append(item[1])
-                count += 1
-                if count >= MAX_BATCH:
-                    self._deliver_metrics(runs)
-                    runs, fmt, count = [], None, 0
+        for fmt, group in groupby(items, key=_first):
+            if fmt is not None:
+                runs.append((fmt, list(map(_second, group))))
                 continue
             self._deliver_metrics(runs)
-            runs, fmt, count = [], None, 0
-            if item is None or item.hook == "epochal_run_end":
-                self._deliver_summary()
-            if item is None:
-                for lane in self.lanes:
-                    lane.put(None)
-                return True
-            barrier = Barrier(len(self.lanes), item.done) if item.done is not None else None
-            self._deliver(item.hook, item.kwargs, barrier)
+            runs = []
+            for _, event in group:
+                if event is STOP or event.hook == "epochal_run_end":
+                    self._deliver_summary()
+                if event is STOP:
+                    for lane in self.lanes:
+                        lane.put(None)
+                    return True
+                barrier = Barrier(len(self.lanes), event.done) if event.done is not None else None
+                self._deliver(event.hook, event.kwargs, barrier)
         self._deliver_metrics(runs)
         self._deliver_summary()
         return False

@@ -226,8 +226,10 @@ class Run:
         self.finish_timeout = finish_timeout
         self._finished = False
         self._known: set[str] = set()
-        self._formats: dict[tuple[str, ...], RowFormat] = {}
+        self._formats: dict[tuple[str, ...], tuple[int, RowFormat]] = {}  # names -> (id, format)
+        self._format_list: list[RowFormat] = []  # id -> format, shared with the writer
         self._next_step = 0
+        self._pending = 0
         self._epoch: Any = None
         self.config = Config(on_change=self._config_changed)
         self.summary = Summary(on_change=self._summary_changed)
@@ -244,7 +246,7 @@ class Run:
         self._writer = Writer(
             self, self._pm, flush_interval=flush_interval,
             on_tick=(lambda: touch_heartbeat(self.dir)) if self.is_owner else None,
-            on_metrics=self._absorb,
+            on_metrics=self._absorb, formats=self._format_list,
         )
         self._put = self._writer.queue.put if self.is_owner else _discard
         self._writer.emit("epochal_run_start")
@@ -319,16 +321,19 @@ class Run:
         else:
             epoch = to_number("epoch", epoch)
         try:  # the fast path: known names; packing is the copy and the number check at once
-            fmt = self._formats[tuple(metrics)]
+            fid, fmt = self._formats[tuple(metrics)]
             row = fmt.pack(step, _time(), _NAN if epoch is None else epoch, *metrics.values())
         except Exception:
-            fmt, row, epoch = self._slow_path(metrics, step, epoch)
+            fid, row, epoch = self._slow_path(metrics, step, epoch)
         if step >= next_step:
             self._next_step = step + 1
         self._epoch = epoch
-        self._put((fmt, row))
+        self._put((fid, row))  # an int and bytes: nothing for the garbage collector to track
+        self._pending += 1
+        if not self._pending & 0x3FFF:  # a large backlog wakes the writer before its timer
+            self._writer.wake()
 
-    def _slow_path(self, metrics: Any, step: int, epoch: Any) -> tuple[RowFormat, bytes, Any]:
+    def _slow_path(self, metrics: Any, step: int, epoch: Any) -> tuple[int, bytes, Any]:
         """Validate and coerce a record with new names or unusual values; pack it or raise a clear error."""
         if not isinstance(metrics, Mapping):
             raise TypeError(f"log() takes a mapping of name -> number, got {type(metrics).__name__}")
@@ -338,15 +343,16 @@ class Run:
             epoch = found if epoch is None else epoch
         values = clean_metrics(values, self._known)
         keys = tuple(values)
-        fmt = self._formats.get(keys)
-        if fmt is None:
-            fmt = self._formats[keys] = RowFormat(keys)
+        if keys not in self._formats:
+            self._format_list.append(RowFormat(keys))
+            self._formats[keys] = (len(self._format_list) - 1, self._format_list[-1])
+        fid, fmt = self._formats[keys]
         try:
             row = fmt.pack(step, _time(), _NAN if epoch is None else epoch, *values.values())
         except OverflowError:
             big = next(k for k, v in values.items() if isinstance(v, int) and abs(v) > 1e308)
             raise ValueError(f"metric {big!r} is too large for a float64; log it scaled down") from None
-        return fmt, row, epoch
+        return fid, row, epoch
 
     def log_native(
         self,
@@ -538,7 +544,7 @@ class DisabledRun(Run):
         self.id, self.project, self.rank, self.world_size, self.is_owner = run_id, project, 0, 1, True
         self.root = self.dir = Path(os.devnull)
         self._finished, self._known, self._next_step, self._epoch = False, set(), 0, None
-        self._formats = {}
+        self._formats, self._format_list, self._pending = {}, [], 0
         self.config = Config()
         self.config.update(config or {})
         self.summary = Summary()
@@ -547,6 +553,9 @@ class DisabledRun(Run):
         _register_active(self)
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
+        pass
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None, *, epoch: float | int | None = None) -> None:
         pass
 
     def log_artifact(self, *args: Any, **kwargs: Any) -> None:

@@ -1,7 +1,7 @@
 """The background writer: drains the run's queue, batches records, delivers hooks per plugin.
 
 The training thread only puts items on ``Writer.queue``: a metric is a
-``(RowFormat, packed row)`` tuple, anything else ``(None, Event)``. The writer
+``(row format id, packed row)`` tuple, anything else ``(None, Event)``. The writer
 thread wakes at least twice per flush interval, gathers the packed rows into a
 :class:`MetricBatch`, and hands every event to one *lane* per plugin: a
 thread with its own queue. A plugin that raises is reported once and disabled
@@ -115,11 +115,13 @@ class Writer:
         max_failures: int = 3,
         on_tick: Callable[[], None] | None = None,
         on_metrics: Callable[[MetricBatch], dict[str, Any]] | None = None,
+        formats: list[RowFormat] | None = None,
     ) -> None:
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.flush_interval = max(0.01, float(flush_interval))
         self.on_tick = on_tick
         self.on_metrics = on_metrics
+        self.formats = formats if formats is not None else []  # row format id -> RowFormat
         self._summary: dict[str, Any] | None = None
         self.lanes = self._build_lanes(run, pm, max_failures)
         self._wake = threading.Event()
@@ -150,6 +152,10 @@ class Writer:
     def emit(self, hook: str, **kwargs: Any) -> None:
         """Queue a non-metric event (config, summary, artifact, ...) in order with the metrics."""
         self.queue.put((None, Event(hook, kwargs)))
+
+    def wake(self) -> None:
+        """Drain now rather than at the next tick (a large backlog)."""
+        self._wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver everything queued so far to every plugin; False if a plugin did not finish in time."""
@@ -196,9 +202,9 @@ class Writer:
         self.queue.put(_MARK)
         items = list(iter(self.queue.get, _MARK))
         runs: list[tuple[RowFormat, list[bytes]]] = []
-        for fmt, group in groupby(items, key=_first):
-            if fmt is not None:
-                runs.append((fmt, list(map(_second, group))))
+        for fid, group in groupby(items, key=_first):
+            if fid is not None:
+                runs.append((self.formats[fid], list(map(_second, group))))
                 continue
             self._deliver_metrics(runs)
             runs = []

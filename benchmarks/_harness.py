@@ -41,16 +41,16 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
     def render(self, max_cell: int = 72) -> str:
-        self.rows = [[v if len(v) <= max_cell else v[: max_cell - 3] + "..." for v in row] for row in self.rows]
+        rows = [[v if len(v) <= max_cell else v[: max_cell - 3] + "..." for v in row] for row in self.rows]
         widths = [len(h) for h in self.headers]
-        for row in self.rows:
+        for row in rows:
             for i, value in enumerate(row):
                 widths[i] = max(widths[i], len(value))
         line = "  ".join("-" * w for w in widths)
-        right = [i > 0 and any(_numeric(r[i]) for r in self.rows if i < len(r)) for i in range(len(widths))]
+        right = [i > 0 and any(_numeric(r[i]) for r in rows if i < len(r)) for i in range(len(widths))]
         head = "  ".join(h.rjust(w) if r else h.ljust(w) for h, w, r in zip(self.headers, widths, right))
         out = [f"== {self.title} ==", head.rstrip(), line]
-        for row in self.rows:
+        for row in rows:
             out.append("  ".join(v.rjust(w) if i and _numeric(v) else v.ljust(w)
                                  for i, (v, w) in enumerate(zip(row, widths))).rstrip())
         for ok, text in self.targets:

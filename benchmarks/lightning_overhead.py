@@ -22,10 +22,11 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-__all__ = ["run", "LOGGERS"]
+__all__ = ["LOGGERS", "run"]
 
 LOGGERS = ("none", "epochal", "csv", "tensorboard", "wandb", "mlflow")
 QUIET = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true", "WANDB_CONSOLE": "off",
@@ -66,7 +67,9 @@ def _module_and_data(batches: int):
 
 def _make_logger(kind: str, tmp: Path) -> tuple[Any, Callable[[], None]]:
     """(logger or None, what closes it beyond Lightning's own finalize)."""
-    nothing = lambda: None  # noqa: E731
+    def nothing() -> None:
+        return None
+
     if kind == "none":
         return None, nothing
     if kind == "epochal":

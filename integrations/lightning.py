@@ -35,8 +35,9 @@ import os
 import shutil
 import traceback
 from argparse import Namespace
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 try:
     from lightning.pytorch import Trainer

@@ -91,18 +91,23 @@ def epochal(n: int, tmp: str) -> dict[str, Any]:
     run = ep.init(project="bench", dir=tmp, system_interval=0)
     init_s = _clock() - t
     log = run.log
-    for _ in range(WARMUP):
-        log(METRICS)
-    t0 = _clock()
-    for _ in range(n):
-        log(METRICS)
-    t1 = _clock()
+    t0, t1 = _time_calls(log, n)
     run.finish()
     t2 = _clock()
     lines = len(stored_records(run.dir))
     if lines != n + WARMUP:
         raise RuntimeError(f"epochal stored {lines} records, expected {n + WARMUP}")
     return _result(n, t0, t1, t2, init_s)
+
+
+def _time_calls(log: Any, n: int) -> tuple[float, float]:
+    """Warm ``log`` up, then call it ``n`` times with the benchmark's metrics; returns start and end times."""
+    for _ in range(WARMUP):
+        log(METRICS)
+    t0 = _clock()
+    for _ in range(n):
+        log(METRICS)
+    return t0, _clock()
 
 
 def trackio(n: int, tmp: str) -> dict[str, Any]:
@@ -113,12 +118,7 @@ def trackio(n: int, tmp: str) -> dict[str, Any]:
     run = tr.init(project="bench", embed=False, auto_log_cpu=False, auto_log_gpu=False)
     init_s = _clock() - t
     log = run.log
-    for _ in range(WARMUP):
-        log(METRICS)
-    t0 = _clock()
-    for _ in range(n):
-        log(METRICS)
-    t1 = _clock()
+    t0, t1 = _time_calls(log, n)
     tr.finish()
     return _result(n, t0, t1, _clock(), init_s)
 
@@ -131,12 +131,7 @@ def wandb(n: int, tmp: str) -> dict[str, Any]:
                   settings=wb.Settings(x_disable_stats=True, console="off", disable_git=True, save_code=False))
     init_s = _clock() - t
     log = run.log
-    for _ in range(WARMUP):
-        log(METRICS)
-    t0 = _clock()
-    for _ in range(n):
-        log(METRICS)
-    t1 = _clock()
+    t0, t1 = _time_calls(log, n)
     run.finish()
     return _result(n, t0, t1, _clock(), init_s)
 

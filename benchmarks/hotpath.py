@@ -24,12 +24,10 @@ _clock = time.perf_counter
 
 
 def stored_records(run_dir: Path) -> list[dict[str, Any]]:
-    """The metric records of a stored run, read with the store's own reader (whatever its file format)."""
+    """The metric records of a stored run, read with the store's own reader."""
     from epochal import store
 
-    if hasattr(store, "read_metrics"):
-        return store.read_metrics(run_dir)[0]
-    return store.read_jsonl(Path(run_dir) / "metrics.jsonl")[0]
+    return store.read_metrics(run_dir)[0]
 
 
 def _result(n: int, t0: float, t1: float, t2: float, init_s: float) -> dict[str, Any]:

@@ -19,7 +19,10 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from .artifacts import list_versions, resolve
 from .records import ArtifactVersion
-from .store import CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, effective_status, read_json, read_jsonl
+from .blocks import read_columns
+from .store import (
+    CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, effective_status, read_json, read_jsonl, read_metrics,
+)
 
 __all__ = [
     "RunReader", "RunNotFoundError", "NoRunsError", "MISSING", "root_dir", "run_dirs", "find_run", "open_run",
@@ -173,7 +176,7 @@ class RunReader:
     # -- records ---------------------------------------------------------------------------------
     def records(self, keys: Iterable[str] | str | None = None) -> list[dict[str, Any]]:
         """The metric records as dicts (a torn last record is skipped); only rows with one of ``keys`` if given."""
-        rows = _metric_rows(self.dir)
+        rows = read_metrics(self.dir)[0]
         if keys is None:
             return rows
         wanted = [keys] if isinstance(keys, str) else list(keys)
@@ -187,30 +190,13 @@ class RunReader:
         """
         pandas = _require_pandas()
         wanted = None if keys is None else ([keys] if isinstance(keys, str) else list(keys))
-        frame = self._columns_frame(pandas, wanted)
-        if frame is None:
-            rows = self.records(wanted)
-            frame = pandas.DataFrame.from_records(rows)
-            names = sorted({k for r in rows for k in r} - {"step", "time", "epoch"})
-        else:
-            names = [c for c in frame.columns if c not in ("step", "time", "epoch")]
-        if wanted is not None:
-            names = wanted
+        columns, _ = read_columns(self.dir / METRICS_FILE, wanted)
+        frame = pandas.DataFrame(columns)
+        names = wanted if wanted is not None else [c for c in frame.columns if c not in ("step", "time", "epoch")]
         frame = frame.reindex(columns=["step", "time", "epoch", *names])
         if wanted is not None and len(frame):
             frame = frame[frame[wanted].notna().any(axis=1)].reset_index(drop=True)
         return frame
-
-    def _columns_frame(self, pandas: Any, wanted: list[str] | None) -> Any:
-        """The metrics as a DataFrame straight from binary columns (fast path), or None to use records."""
-        if not METRICS_FILE.endswith(".bin") or (self.dir / "metrics.jsonl").exists():
-            return None
-        try:
-            from .blocks import read_columns
-        except ImportError:
-            return None
-        columns, _ = read_columns(self.dir / METRICS_FILE, wanted)
-        return pandas.DataFrame(columns)
 
     def system(self):
         """A DataFrame of hardware samples of every rank: ``time``, ``rank`` and one column per figure."""
@@ -233,19 +219,6 @@ class RunReader:
 
     def __repr__(self) -> str:
         return f"<RunReader {self.project}/{self.id} dir={str(self.dir)!r}>"
-
-
-def _metric_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """The run's metric records via the store's reader (and a legacy metrics.jsonl, if any)."""
-    from . import store
-
-    rows = read_jsonl(run_dir / "metrics.jsonl")[0] if METRICS_FILE != "metrics.jsonl" else []
-    reader = getattr(store, "read_metrics", None)
-    if reader is not None:
-        rows.extend(reader(run_dir)[0])
-    else:
-        rows.extend(read_jsonl(run_dir / METRICS_FILE)[0])
-    return rows
 
 
 def open_run(run_id: str, dir: str | os.PathLike[str] | None = None, project: str | None = None) -> RunReader:

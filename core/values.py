@@ -13,7 +13,6 @@ __all__ = ["MAX_KEY_LENGTH", "RESERVED_KEYS", "check_key", "to_number", "clean_m
 
 MAX_KEY_LENGTH = 256
 RESERVED_KEYS = frozenset({"step", "time"})
-FAST_TYPES = frozenset({float, int})
 
 
 def check_key(key: object) -> str:

@@ -125,7 +125,6 @@ class Writer:
         self._summary: dict[str, Any] | None = None
         self.lanes = self._build_lanes(run, pm, max_failures)
         self._wake = threading.Event()
-        self._stopping = False
         self.thread = threading.Thread(target=self._loop, name="epochal-writer", daemon=True)
         self.thread.start()
 
@@ -167,7 +166,6 @@ class Writer:
     def close(self, timeout: float = 30.0) -> bool:
         """Deliver everything, stop the threads; wait at most ``timeout`` seconds for slow plugins."""
         deadline = time.monotonic() + timeout
-        self._stopping = True
         self.queue.put((None, STOP))
         self._wake.set()
         self.thread.join(max(0.0, deadline - time.monotonic()))

@@ -23,7 +23,8 @@ marks the run ``failed`` at once. A plain callback's own run is marked ``failed`
 Checkpoints are seen by wrapping ``ModelCheckpoint._save_model`` while a fit with this callback
 runs (Keras offers callbacks no view of each other); the wrapper does nothing for other models and
 is removed at the end of the fit (after a fit that raised: at exit). Each saved file is stored as
-a copy, since Keras rewrites a fixed checkpoint path in place. ``batch_size`` is known only under
+a version of an artifact (the core stores copies by default, so Keras rewriting the path in place
+later is harmless). ``batch_size`` is known only under
 ``autolog()`` (Keras does not tell callbacks); pass it in ``config=`` otherwise.
 """
 
@@ -36,7 +37,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import tempfile
 import traceback
 from typing import Any, Callable, Mapping
@@ -248,17 +248,14 @@ class EpochalCallback(keras.callbacks.Callback):
         if self.run.disabled:
             return
         step = self._iterations() if batch is None else self._batch_step(batch)
-        # Keras rewrites a checkpoint path in place (open "wb"), which would change a hardlinked
-        # stored version too: store a private copy (made beside the run, so it is linked, not copied again).
-        with tempfile.TemporaryDirectory(prefix=".keras-checkpoint-", dir=self.run.dir) as tmp:
-            copy = shutil.copy2(path, os.path.join(tmp, os.path.basename(path)))
-            self.run.log_artifact(
-                copy, name=_artifact_name(ckpt.filepath), type="model",
-                aliases=("latest", "best") if improved else ("latest",),
-                metadata={"epoch": epoch + 1 if batch is None else self._batch_epoch(batch), "step": step,
-                          "monitor": ckpt.monitor, "value": value, "weights_only": ckpt.save_weights_only,
-                          "source": os.path.abspath(path)},
-            )
+        # The core stores a copy (not a link) by default, so Keras rewriting this path later is harmless.
+        self.run.log_artifact(
+            path, name=_artifact_name(ckpt.filepath), type="model",
+            aliases=("latest", "best") if improved else ("latest",),
+            metadata={"epoch": epoch + 1 if batch is None else self._batch_epoch(batch), "step": step,
+                      "monitor": ckpt.monitor, "value": value, "weights_only": ckpt.save_weights_only,
+                      "source": os.path.abspath(path)},
+        )
 
 
 # -- helpers ---------------------------------------------------------------------------------

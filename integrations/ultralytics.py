@@ -21,8 +21,9 @@ What a training records:
   ``plots`` and ``results.csv`` at the end;
 - ``resume=True`` continues the same run (its id is kept in ``<save_dir>/epochal.json``).
 
-Checkpoints are hardlinked, not copied. Ultralytics rewrites ``last.pt`` in place, so
-before it does, the file in ``weights/`` gets its own copy (the stored version keeps its bytes).
+Checkpoints are stored as the core stores artifacts: copies by default. Under
+``EPOCHAL_ARTIFACT_LINK=hardlink`` they are hardlinked, and since Ultralytics rewrites
+``last.pt`` in place, the file in ``weights/`` first gets its own copy (the stored version keeps its bytes).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from transformers import BertConfig, BertForSequenceClassification, Trainer, Tra
 import epochal
 from epochal.integrations import transformers as hf
 from epochal.integrations.transformers import EpochalCallback
-from epochal.store import read_json, read_jsonl
+from epochal.store import read_json, read_jsonl, read_metrics
 
 SECRET = "hf_SECRETsecret123456"
 
@@ -59,11 +59,7 @@ def make_trainer(args: TrainingArguments, *callbacks, model=None) -> Trainer:
 
 
 def history(run_dir: Path) -> list[dict]:
-    from epochal import store
-
-    if hasattr(store, "read_metrics"):  # the core's reader of whatever format metrics are stored in
-        return store.read_metrics(run_dir)[0]
-    return read_jsonl(run_dir / "metrics.jsonl")[0]
+    return read_metrics(run_dir)[0]
 
 
 def points(records: list[dict], key: str) -> list[tuple[int, float, float]]:

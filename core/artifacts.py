@@ -222,13 +222,13 @@ def _place(src: Path, dst: Path, link: bool, clone: bool = False) -> None:
         raise
 
 
-def _store_blob(blobs: Path, sha: str, source: Path) -> Path:
+def _store_blob(blobs: Path, sha: str, source: Path, link: bool = False) -> Path:
     blob = blobs / sha
     if blob.exists():
         if blob.stat().st_size == source.stat().st_size:
             return blob
         blob.unlink()  # the content behind this name changed in place (a hardlinked source was rewritten)
-    mode = os.environ.get("EPOCHAL_ARTIFACT_LINK", "auto")
+    mode = "hardlink" if link else os.environ.get("EPOCHAL_ARTIFACT_LINK", "auto")
     try:
         _place(source, blob, link=mode == "hardlink", clone=mode not in ("hardlink", "copy"))
     except FileExistsError:
@@ -245,8 +245,12 @@ def store_artifact(
     aliases: Iterable[str] = (),
     metadata: Mapping[str, Any] | None = None,
     keep_last: int | None = None,
+    link: bool = False,
 ) -> ArtifactVersion:
     """Store file or folder ``path`` as the next version of artifact ``name`` in ``run_dir``.
+
+    ``link=True``: the caller is done with the file (a final checkpoint), so it is hardlinked
+    where the filesystem allows instead of copied.
 
     Returns the stored :class:`~epochal.records.ArtifactVersion`. Raises
     ``FileNotFoundError`` for a missing source and ``ValueError`` for an unsafe name
@@ -286,7 +290,7 @@ def store_artifact(
         if current is None or current["sha256"] != sha or current.get("kind") != ("file" if source.is_file() else "dir"):
             blobs = root / BLOBS_DIR
             for rel, src in files:
-                _store_blob(blobs, contents[rel], src)
+                _store_blob(blobs, contents[rel], src, link)
             number = max(int(item.get("next", 0)), 1 + max((_version_number(e["version"]) for e in versions), default=-1))
             version = f"v{number}"
             folder = root / name / version

@@ -34,7 +34,7 @@ from .store import (
 from .values import clean_metrics, jsonable, to_number
 from .writer import Writer
 
-__all__ = ["Run", "Config", "Summary", "init", "current_run", "finish", "DEFAULT_DIR", "DEFAULT_PROJECT"]
+__all__ = ["Run", "Config", "Summary", "init", "current_run", "active_runs", "finish", "DEFAULT_DIR", "DEFAULT_PROJECT"]
 
 log = logging.getLogger("epochal")
 DEFAULT_DIR = "epochal-runs"
@@ -453,14 +453,19 @@ class Run:
         aliases: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
         keep_last: int | None = None,
+        link: bool = False,
     ) -> ArtifactVersion | None:
-        """Store a file or folder as the next version of artifact ``name`` (see :mod:`epochal.artifacts`)."""
+        """Store a file or folder as the next version of artifact ``name`` (see :mod:`epochal.artifacts`).
+
+        ``link=True`` promises the file will not change again (a final checkpoint): it is
+        hardlinked where possible instead of copied.
+        """
         if not self.is_owner:
             return None
         from .artifacts import store_artifact
 
         version = store_artifact(
-            self.dir, path, name=name, type=type, aliases=aliases, metadata=metadata, keep_last=keep_last
+            self.dir, path, name=name, type=type, aliases=aliases, metadata=metadata, keep_last=keep_last, link=link
         )
         self._emit("epochal_artifact", artifact=version)
         return version
@@ -611,6 +616,11 @@ _hooks_installed = False
 def current_run() -> Run | None:
     """The most recent unfinished run of this process, or None."""
     return _active[-1] if _active else None
+
+
+def active_runs() -> list[Run]:
+    """The unfinished runs of this process, oldest first."""
+    return list(_active)
 
 
 def _register_active(run: Run) -> None:

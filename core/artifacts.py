@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .records import ArtifactVersion
-from .redact import redact_mapping, redact_url
+from .redact import redact
 from .store import read_json, write_json_atomic
 from .values import jsonable
 
@@ -265,7 +265,7 @@ def store_artifact(
     alias_list = [check_alias(a) for a in ([aliases] if isinstance(aliases, str) else aliases)]
     if keep_last is not None and (not isinstance(keep_last, int) or keep_last < 1):
         raise ValueError(f"keep_last must be an int >= 1 (or None to keep every version), got {keep_last!r}")
-    clean_metadata = redact_mapping(jsonable(dict(metadata or {})))
+    clean_metadata = redact(jsonable(dict(metadata or {})))
     if not isinstance(type, str) or not type:
         raise ValueError(f"artifact type must be a non-empty str such as 'model', got {type!r}")
 
@@ -303,7 +303,7 @@ def store_artifact(
             current = {
                 "version": version, "type": type, "kind": "file" if source.is_file() else "dir",
                 "path": rel_path, "sha256": sha, "size": size, "files": len(files), "created": time.time(),
-                "source": redact_url(str(source.absolute())), "metadata": clean_metadata, "contents": contents,
+                "source": redact(str(source.absolute())), "metadata": clean_metadata, "contents": contents,
                 "mtimes": {rel: (folder / rel).stat().st_mtime_ns for rel in contents},
             }
             versions.append(current)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .hookspecs import hookimpl
-from .redact import REDACTED, is_secret_name, redact_argv, redact_text, safe_environment
+from .redact import redact, redact_argv, redact_text, safe_environment
 
 __all__ = [
     "EnvironmentPlugin", "basic_metadata", "git_facts", "git_status", "requirements", "framework_versions",
@@ -53,7 +53,6 @@ FRAMEWORKS = (
     "tensorflow", "jax", "jaxlib", "flax", "ultralytics", "scikit-learn", "xgboost", "lightgbm", "tensorboard",
     "numpy", "pandas", "epochal",
 )
-_PLAIN_VALUES = {"true", "false", "none", "null", "yes", "no", "enabled", "disabled"}
 _URL_CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
 
 
@@ -289,36 +288,9 @@ def basic_metadata() -> dict[str, Any]:
     }
 
 
-def secret_values(environ: Mapping[str, str] | None = None, argv: list[str] | None = None) -> list[str]:
-    """Values that must never be written: secret-named environment variables and secret argv values."""
-    environ = os.environ if environ is None else environ
-    argv = sys.argv if argv is None else argv
-    values = [v for k, v in environ.items() if is_secret_name(k)]
-    for original, redacted in zip(argv, redact_argv(argv)):
-        if original != redacted and REDACTED in redacted:
-            values.append(original.split("=", 1)[1] if original.startswith("-") and "=" in original else original)
-    return sorted({v for v in values if _secret_like(v)}, key=len, reverse=True)
-
-
-def _secret_like(value: str) -> bool:
-    """Long and specific enough that replacing it everywhere cannot mangle ordinary text ("true", "1", paths)."""
-    return len(value) >= 6 and not value.isdigit() and value.lower() not in _PLAIN_VALUES and "/" not in value[:1]
-
-
-def _scrub(value: Any, secrets: list[str]) -> Any:
-    """``value`` (JSON-like) with every secret replaced inside its strings; the structure stays valid."""
-    if isinstance(value, str):
-        return redact_text(value, secrets)
-    if isinstance(value, dict):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(v, secrets) for v in value]
-    return value
-
-
-def _write_text(path: Path, text: str, secrets: list[str]) -> None:
+def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(redact_text(text, secrets), encoding="utf-8")
+    tmp.write_text(redact_text(text), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -346,7 +318,6 @@ def capture(run_dir: Path, basic: Mapping[str, Any] | None = None, started: floa
     """Write ``environment/metadata.json``, ``requirements.txt`` and ``git.diff`` into ``run_dir``."""
     folder = run_dir / ENV_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    secrets = secret_values()
     facts = dict(basic or basic_metadata())
     git = dict(facts.get("git") or {"repo": False})
     diff = ""
@@ -361,8 +332,8 @@ def capture(run_dir: Path, basic: Mapping[str, Any] | None = None, started: floa
         started=started, git=git, cpu={"model": cpu_model(), "count": os.cpu_count()}, memory_gb=memory_gb,
         gpus=list(gpu_names()), frameworks=framework_versions(), packages=len(requirements()),
     )
-    _write_text(folder / "requirements.txt", "\n".join(requirements()) + "\n", secrets)
+    _write_text(folder / "requirements.txt", "\n".join(requirements()) + "\n")
     if git.get("repo"):
-        _write_text(folder / "git.diff", diff, secrets)
-    _write_text(folder / "metadata.json", json.dumps(_scrub(facts, secrets), indent=1, default=repr), [])
+        _write_text(folder / "git.diff", diff)
+    _write_text(folder / "metadata.json", json.dumps(redact(facts), indent=1, default=repr))
     return facts

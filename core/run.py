@@ -26,7 +26,7 @@ from .names import canonicalize
 from .plugins import build_plugin_manager, requested_sinks
 from .records import NAN as _NAN
 from .records import ArtifactVersion, RowFormat, SystemRecord
-from .redact import REDACTED, is_secret_name, redact_url
+from .redact import redact
 from .store import (
     CONFIG_FILE, RUN_FILE, SUMMARY_FILE, read_json, touch_heartbeat,
     write_json_atomic,
@@ -78,14 +78,7 @@ class Config(MutableMapping):
 
     @staticmethod
     def _clean(key: Any, value: Any) -> Any:
-        if is_secret_name(str(key)) and value not in (None, "", False):
-            return REDACTED
-        value = jsonable(value)
-        if isinstance(value, str):
-            return redact_url(value)
-        if isinstance(value, dict):
-            return {k: Config._clean(k, v) for k, v in value.items()}
-        return value
+        return redact(jsonable(value), key)
 
     def _changed(self) -> None:
         if self._on_change is not None:
@@ -233,14 +226,14 @@ class Run:
         self._epoch: Any = None
         self.config = Config(on_change=self._config_changed)
         self.summary = Summary(on_change=self._summary_changed)
-        self._meta = self._open_directory(name, tags, notes, resume, flush_interval)
+        self._meta = redact(self._open_directory(name, tags, notes, resume, flush_interval))
         if config:
             self.config._data.update({str(k): Config._clean(k, v) for k, v in dict(config).items()})
 
         self._pm = build_plugin_manager(sinks)
         for extra in self._pm.hook.epochal_run_metadata(run=self):
             if extra:
-                self._meta.update(jsonable(dict(extra)))
+                self._meta.update(redact(jsonable(dict(extra))))
         if self.is_owner:
             write_json_atomic(self.dir / RUN_FILE, self._meta)
         self._writer = Writer(
@@ -508,7 +501,7 @@ class Run:
                 self._sampler.stop()
             if self.is_owner:
                 self._meta.update(
-                    status=status, finished=_time(), last_step=self._next_step - 1, error=error,
+                    status=status, finished=_time(), last_step=self._next_step - 1, error=redact(error),
                     metric_names=sorted(self._known),
                 )
                 self._writer.emit("epochal_metadata", metadata=jsonable(self._meta))

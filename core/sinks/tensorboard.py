@@ -43,6 +43,7 @@ from types import SimpleNamespace
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..hookspecs import hookimpl
+from ..redact import redact, redact_text
 from ..store import (
     CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, effective_status, read_json, read_jsonl, read_metrics,
 )
@@ -217,6 +218,7 @@ class _RunEvents:
         if not text or self._texts.get(tag) == text:
             return
         self._texts[tag] = text
+        text = redact_text(text)
         pb = _pb()
         metadata = pb.Metadata(plugin_data=pb.PluginData(plugin_name="text"), data_class=pb.TENSOR)
         tensor = pb.Tensor(dtype=pb.DT_STRING, tensor_shape=pb.scalar_shape, string_val=[text.encode("utf-8")])
@@ -268,7 +270,7 @@ class _RunEvents:
         start = pb.hparams.SessionStartInfo(
             group_name=str(meta.get("id", "")), start_time_secs=float(meta.get("created") or wall)
         )
-        for name, value in flatten_config(config).items():
+        for name, value in flatten_config(redact(config)).items():
             if isinstance(value, bool):
                 start.hparams[name].bool_value = value
             elif isinstance(value, float):

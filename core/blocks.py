@@ -32,10 +32,10 @@ _CRC = struct.Struct("<I")
 _FIXED = ("step", "time", "epoch")
 
 
-def encode_block(fmt: RowFormat, rows: Sequence[bytes]) -> bytes:
-    """One block holding ``rows`` packed by ``fmt``."""
-    header = json.dumps({"n": len(rows), "keys": list(fmt.keys)}, separators=(",", ":")).encode()
-    payload = header + b"".join(rows)
+def encode_block(fmt: RowFormat, rows: bytes) -> bytes:
+    """One block holding ``rows``: consecutive records packed by ``fmt``."""
+    header = json.dumps({"n": len(rows) // fmt.size, "keys": list(fmt.keys)}, separators=(",", ":")).encode()
+    payload = header + rows
     return _HEAD.pack(MAGIC, len(header), len(payload) - len(header)) + payload + _CRC.pack(zlib.crc32(payload))
 
 

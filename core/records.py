@@ -3,7 +3,11 @@
 On the training thread a metric record is packed at once into bytes by a
 :class:`RowFormat` (one per set of metric names): that is the copy ``log()``
 makes, and it is what the store appends. Plugins see a :class:`MetricBatch`, a
-sequence of :class:`MetricRecord` decoded on first access.
+read-only sequence of :class:`MetricRecord` decoded on first access.
+
+Everything a plugin receives is a snapshot it cannot change: the run as a frozen
+:class:`RunInfo`, mappings as :class:`FrozenDict` (lists as tuples), so nothing one
+plugin does reaches another plugin or the store.
 """
 
 from __future__ import annotations
@@ -11,9 +15,75 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Iterator, NamedTuple, Sequence, overload
+from pathlib import Path
+from typing import Any, Iterator, Mapping, NamedTuple, NoReturn, Sequence, overload
 
-__all__ = ["MetricRecord", "MetricBatch", "RowFormat", "SystemRecord", "ArtifactVersion"]
+__all__ = [
+    "MetricRecord", "MetricBatch", "RowFormat", "SystemRecord", "ArtifactVersion", "RunInfo", "FrozenDict",
+    "freeze",
+]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a plugin knows of the run: a frozen snapshot taken when the run opened.
+
+    ``dir`` is the run directory (``root / project / id``); ``is_owner`` is true on the
+    process that writes metrics, config and summary (rank 0); ``start_step`` is the step
+    the first ``log()`` without ``step=`` uses (past the last stored step after a resume);
+    ``resumed`` counts how often the run was resumed (0 for a new run). Config, summary
+    and metadata arrive through their own hooks.
+    """
+
+    id: str
+    project: str
+    name: str
+    dir: Path
+    root: Path
+    rank: int = 0
+    world_size: int = 1
+    is_owner: bool = True
+    start_step: int = 0
+    resumed: int = 0
+
+
+class FrozenDict(dict):
+    """A read-only dict: what plugins get for config, summary, metadata and values.
+
+    A ``dict`` subclass so that ``json.dump`` and ``dict(...)`` take it as it is; every
+    mutating method raises ``TypeError``. ``dict(frozen)`` is a mutable shallow copy.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("this mapping is a read-only snapshot; copy it with dict(...) to change it")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return id(self)
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> FrozenDict:
+        return self
+
+    def __reduce__(self) -> Any:
+        return (FrozenDict, (dict(self),))
+
+
+def freeze(value: Any) -> Any:
+    """A deep, read-only copy of JSON-like data: mappings become :class:`FrozenDict`, lists tuples."""
+    if isinstance(value, FrozenDict):
+        return value
+    if isinstance(value, Mapping):
+        return FrozenDict({k: freeze(v) for k, v in value.items()})
+    if type(value) is list or type(value) is tuple:  # records (named tuples) stay what they are
+        return tuple(freeze(v) for v in value)
+    return value
 
 
 class RowFormat(struct.Struct):
@@ -40,38 +110,45 @@ def _epoch(value: float) -> float | int | None:
 
 
 class MetricBatch(Sequence[MetricRecord]):
-    """Metric records in logging order: runs of ``(RowFormat, packed bytes)``, decoded lazily."""
+    """Metric records in logging order, read-only, decoded lazily.
 
-    def __init__(self, runs: list[tuple[RowFormat, list[bytes]]]) -> None:
-        self.runs = runs
-        self._decoded: list[MetricRecord] | None = None
+    ``runs`` is a tuple of ``(RowFormat, rows)``: ``rows`` is one ``bytes`` object
+    holding consecutive records packed by that format (what the store appends as is).
+    """
 
-    def _records(self) -> list[MetricRecord]:
+    __slots__ = ("runs", "_decoded")
+
+    def __init__(self, runs: Sequence[tuple[RowFormat, bytes]]) -> None:
+        self.runs: tuple[tuple[RowFormat, bytes], ...] = tuple(runs)
+        self._decoded: tuple[MetricRecord, ...] | None = None
+
+    def _records(self) -> tuple[MetricRecord, ...]:
         if self._decoded is None:
             out = []
             for fmt, rows in self.runs:
                 keys = fmt.keys
-                for row in fmt.iter_unpack(b"".join(rows)):
-                    out.append(MetricRecord(row[0], row[1], _epoch(row[2]), dict(zip(keys, row[3:]))))
-            self._decoded = out
+                for row in fmt.iter_unpack(rows):
+                    out.append(MetricRecord(row[0], row[1], _epoch(row[2]), FrozenDict(zip(keys, row[3:]))))
+            self._decoded = tuple(out)
         return self._decoded
 
     def last_values(self) -> dict[str, float]:
         """The last value of every metric in the batch, decoding only one row per run."""
         out: dict[str, float] = {}
         for fmt, rows in self.runs:
-            out.update(zip(fmt.keys, fmt.unpack(rows[-1])[3:]))
+            out.update(zip(fmt.keys, fmt.unpack_from(rows, len(rows) - fmt.size)[3:]))
         return out
 
     def __len__(self) -> int:
-        return sum(len(rows) for _, rows in self.runs)
+        return sum(len(rows) // fmt.size for fmt, rows in self.runs)
 
     @overload
     def __getitem__(self, index: int) -> MetricRecord: ...
     @overload
     def __getitem__(self, index: slice) -> list[MetricRecord]: ...
     def __getitem__(self, index):
-        return self._records()[index]
+        records = self._records()[index]
+        return list(records) if isinstance(index, slice) else records
 
     def __iter__(self) -> Iterator[MetricRecord]:
         return iter(self._records())
@@ -84,7 +161,7 @@ NAN = math.nan
 
 
 class SystemRecord(NamedTuple):
-    """One hardware sample of one process: wall time, rank and readings such as ``cpu/percent``."""
+    """One hardware sample of one process: wall time, rank and readings such as ``cpu/percent`` (read-only)."""
 
     time: float
     rank: int
@@ -104,4 +181,8 @@ class ArtifactVersion:
     files: int
     created: float
     aliases: tuple[str, ...] = ()
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # plugins share one version: its metadata is read-only
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+        object.__setattr__(self, "metadata", freeze(self.metadata))

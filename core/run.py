@@ -25,7 +25,7 @@ from . import distributed
 from .names import canonicalize
 from .plugins import build_plugin_manager, requested_sinks
 from .records import NAN as _NAN
-from .records import ArtifactVersion, RowFormat, SystemRecord
+from .records import ArtifactVersion, FrozenDict, RowFormat, RunInfo, SystemRecord
 from .redact import redact
 from .store import (
     CONFIG_FILE, RUN_FILE, SUMMARY_FILE, read_json, touch_heartbeat,
@@ -82,7 +82,7 @@ class Config(MutableMapping):
 
     def _changed(self) -> None:
         if self._on_change is not None:
-            self._on_change(self.to_dict())
+            self._on_change(self._data)  # the writer freezes a copy on this thread
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # one store write for many keys
         for key, value in dict(*args, **kwargs).items():
@@ -230,19 +230,24 @@ class Run:
         if config:
             self.config._data.update({str(k): Config._clean(k, v) for k, v in dict(config).items()})
 
+        self.info = RunInfo(
+            id=self.id, project=self.project, name=self._meta["name"], dir=self.dir, root=self.root,
+            rank=rank, world_size=world_size, is_owner=self.is_owner, start_step=self._next_step,
+            resumed=int(self._meta.get("resumed", 0)),
+        )
         self._pm = build_plugin_manager(sinks)
-        for extra in self._pm.hook.epochal_run_metadata(run=self):
-            if extra:
-                self._meta.update(redact(jsonable(dict(extra))))
+        self._meta.update(redact(run_metadata(self._pm, self.info)))
         if self.is_owner:
             write_json_atomic(self.dir / RUN_FILE, self._meta)
         self._writer = Writer(
-            self, self._pm, flush_interval=flush_interval,
+            self.info, self._pm, flush_interval=flush_interval,
             on_tick=(lambda: touch_heartbeat(self.dir)) if self.is_owner else None,
             on_metrics=self._absorb, formats=self._format_list,
         )
         self._put = self._writer.queue.put if self.is_owner else _discard
         self._writer.emit("epochal_run_start")
+        self._writer.emit("epochal_config", config=self.config._data)
+        self._writer.emit("epochal_metadata", metadata=self._meta)
         self._sampler = None
         if system_interval and system_interval > 0:
             from .system import SystemSampler
@@ -421,7 +426,7 @@ class Run:
         """Merge ``values`` into ``run.json`` (JSON-able, secrets redacted)."""
         for key, value in values.items():
             self._meta[key] = Config._clean(key, value)
-        self._emit("epochal_metadata", metadata=jsonable(self._meta))
+        self._emit("epochal_metadata", metadata=self._meta)
 
     def _config_changed(self, config: dict[str, Any]) -> None:
         self._emit("epochal_config", config=config)
@@ -481,7 +486,7 @@ class Run:
     def log_system(self, values: Mapping[str, float | int], wall: float | None = None) -> None:
         """Record one hardware sample of this process (every rank writes its own)."""
         if not self._finished:
-            record = SystemRecord(wall or _time(), self.rank, dict(values))
+            record = SystemRecord(wall or _time(), self.rank, FrozenDict(values))
             self._writer.emit("epochal_system", records=[record])
 
     # -- ending -------------------------------------------------------------------------
@@ -504,7 +509,7 @@ class Run:
                     status=status, finished=_time(), last_step=self._next_step - 1, error=redact(error),
                     metric_names=sorted(self._known),
                 )
-                self._writer.emit("epochal_metadata", metadata=jsonable(self._meta))
+                self._writer.emit("epochal_metadata", metadata=self._meta)
             self._finished = True
             self._writer.emit("epochal_run_end", status=status)
             self._writer.close(self.finish_timeout)
@@ -579,6 +584,26 @@ class DisabledRun(Run):
 
 def _discard(item: Any) -> None:
     pass
+
+
+def run_metadata(pm: Any, info: RunInfo) -> dict[str, Any]:
+    """Call every plugin's ``epochal_run_metadata``; one that raises is reported and unregistered."""
+    merged: dict[str, Any] = {}
+    for plugin in list(pm.get_plugins()):
+        impls = pm.hook.epochal_run_metadata.get_hookimpls()
+        if not any(impl.plugin is plugin for impl in impls):
+            continue
+        others = [p for p in pm.get_plugins() if p is not plugin]
+        name = pm.get_name(plugin)
+        try:
+            for extra in pm.subset_hook_caller("epochal_run_metadata", remove_plugins=others)(run=info):
+                if extra:
+                    merged.update(jsonable(dict(extra)))
+        except Exception as exc:  # a plugin never stops a run from opening
+            log.warning("epochal plugin %r failed in epochal_run_metadata: %r; it is disabled for run %s",
+                        name, exc, info.id)
+            pm.unregister(plugin)
+    return merged
 
 
 def _check_step(step: Any) -> int:

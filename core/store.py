@@ -173,11 +173,6 @@ class StoreSink:
         handle.flush()
 
     @hookimpl
-    def epochal_run_start(self, run) -> None:
-        if run.is_owner:
-            write_json_atomic(run.dir / CONFIG_FILE, run.config.to_dict())
-
-    @hookimpl
     def epochal_config(self, run, config: Mapping[str, Any]) -> None:
         if run.is_owner:
             write_json_atomic(run.dir / CONFIG_FILE, dict(config))

@@ -4,9 +4,14 @@ The training thread only puts items on ``Writer.queue``: a metric is a
 ``(row format id, packed row)`` tuple, anything else ``(None, Event)``. The writer
 thread wakes at least twice per flush interval, gathers the packed rows into a
 :class:`MetricBatch`, and hands every event to one *lane* per plugin: a
-thread with its own queue. A plugin that raises is reported once and disabled
-after ``max_failures``; a plugin that hangs holds up only its own lane, and
-``close()`` stops waiting for it at its deadline.
+thread with its own queue. Which hooks exist comes from :mod:`epochal.hookspecs`.
+
+Failure accounting is per plugin *and hook*: the first failure of a hook is
+reported, and after ``max_failures`` failures that hook alone is switched off, so
+one broken hook (a config write) never stops a plugin's other hooks (its metrics).
+A plugin that hangs holds up only its own lane, and ``close()`` stops waiting for
+it at its deadline. Payloads are frozen once (:func:`epochal.records.freeze`) and
+shared by every lane: no plugin can change what another one receives.
 """
 
 from __future__ import annotations
@@ -22,15 +27,12 @@ from typing import Any, Callable
 
 import pluggy
 
-from .records import MetricBatch, RowFormat
+from .hookspecs import delivered_hooks
+from .records import MetricBatch, RowFormat, RunInfo, freeze
 
 __all__ = ["Event", "Writer"]
 
 log = logging.getLogger("epochal")
-EVENT_HOOKS = (
-    "epochal_run_start", "epochal_config", "epochal_metrics", "epochal_system",
-    "epochal_summary", "epochal_metadata", "epochal_artifact", "epochal_run_end",
-)
 _first, _second = itemgetter(0), itemgetter(1)
 
 
@@ -48,15 +50,14 @@ _MARK = (None, Event("mark"))  # put by the writer itself to end one drain
 
 
 class Lane:
-    """One plugin's delivery thread."""
+    """One plugin's delivery thread, with failures counted per hook."""
 
-    def __init__(self, name: str, callers: dict[str, Callable[..., Any]], run: Any, max_failures: int) -> None:
+    def __init__(self, name: str, callers: dict[str, Callable[..., Any]], run: RunInfo, max_failures: int) -> None:
         self.name = name
         self.callers = callers
         self.run = run
         self.max_failures = max_failures
-        self.failures = 0
-        self.disabled = False
+        self.failures: dict[str, int] = {}  # hook -> failures so far
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._loop, name=f"epochal-{name}", daemon=True)
         self.thread.start()
@@ -70,21 +71,23 @@ class Lane:
             if item is None:
                 return
             hook, kwargs, barrier = item
-            if not self.disabled and hook in self.callers:
+            caller = self.callers.get(hook)
+            if caller is not None:
                 try:
-                    self.callers[hook](run=self.run, **kwargs)
+                    caller(run=self.run, **kwargs)
                 except Exception as exc:  # a plugin never reaches training
                     self._failed(hook, exc)
             if barrier is not None:
                 barrier.arrive()
 
     def _failed(self, hook: str, exc: Exception) -> None:
-        self.failures += 1
-        if self.failures == 1:
+        count = self.failures[hook] = self.failures.get(hook, 0) + 1
+        if count == 1:
             log.warning("epochal plugin %r failed in %s: %r (the run goes on without it)", self.name, hook, exc)
-        if self.failures >= self.max_failures:
-            self.disabled = True
-            log.warning("epochal plugin %r disabled after %d failures", self.name, self.failures)
+        if count >= self.max_failures:
+            del self.callers[hook]
+            log.warning("epochal plugin %r: %s switched off after %d failures (its other hooks go on)",
+                        self.name, hook, count)
 
 
 class Barrier:
@@ -109,7 +112,7 @@ class Writer:
 
     def __init__(
         self,
-        run: Any,
+        run: RunInfo,
         pm: pluggy.PluginManager,
         flush_interval: float = 1.0,
         max_failures: int = 3,
@@ -129,13 +132,14 @@ class Writer:
         self.thread.start()
 
     @staticmethod
-    def _build_lanes(run: Any, pm: pluggy.PluginManager, max_failures: int) -> list[Lane]:
+    def _build_lanes(run: RunInfo, pm: pluggy.PluginManager, max_failures: int) -> list[Lane]:
         lanes = []
+        hooks = delivered_hooks()
         for plugin in pm.get_plugins():
             name = pm.get_name(plugin) or repr(plugin)
             others = [p for p in pm.get_plugins() if p is not plugin]
             callers = {}
-            for hook in EVENT_HOOKS:
+            for hook in hooks:
                 caller = getattr(pm.hook, hook)
                 if any(impl.plugin is plugin for impl in caller.get_hookimpls()):
                     callers[hook] = pm.subset_hook_caller(hook, remove_plugins=others)
@@ -145,12 +149,16 @@ class Writer:
 
     @property
     def failures(self) -> dict[str, int]:
-        """Failures per plugin so far."""
-        return {lane.name: lane.failures for lane in self.lanes if lane.failures}
+        """Failures per plugin so far (all its hooks together)."""
+        return {lane.name: sum(lane.failures.values()) for lane in self.lanes if lane.failures}
 
     def emit(self, hook: str, **kwargs: Any) -> None:
-        """Queue a non-metric event (config, summary, artifact, ...) in order with the metrics."""
-        self.queue.put((None, Event(hook, kwargs)))
+        """Queue a non-metric event (config, summary, artifact, ...) in order with the metrics.
+
+        The payload is frozen here, on the caller's thread: later changes by the caller
+        or by any plugin never reach what the plugins receive.
+        """
+        self.queue.put((None, Event(hook, {k: freeze(v) for k, v in kwargs.items()})))
 
     def wake(self) -> None:
         """Drain now rather than at the next tick (a large backlog)."""
@@ -199,10 +207,10 @@ class Writer:
         """
         self.queue.put(_MARK)
         items = list(iter(self.queue.get, _MARK))
-        runs: list[tuple[RowFormat, list[bytes]]] = []
+        runs: list[tuple[RowFormat, bytes]] = []
         for fid, group in groupby(items, key=_first):
             if fid is not None:
-                runs.append((self.formats[fid], list(map(_second, group))))
+                runs.append((self.formats[fid], b"".join(map(_second, group))))
                 continue
             self._deliver_metrics(runs)
             runs = []
@@ -219,7 +227,7 @@ class Writer:
         self._deliver_summary()
         return False
 
-    def _deliver_metrics(self, runs: list[tuple[RowFormat, list[bytes]]]) -> None:
+    def _deliver_metrics(self, runs: list[tuple[RowFormat, bytes]]) -> None:
         if not runs:
             return
         batch = MetricBatch(runs)
@@ -230,7 +238,7 @@ class Writer:
     def _deliver_summary(self) -> None:
         """The summary follows the metrics once per drain, not once per batch."""
         if self._summary is not None:
-            self._deliver("epochal_summary", {"summary": self._summary}, None)
+            self._deliver("epochal_summary", {"summary": freeze(self._summary)}, None)
             self._summary = None
 
     def _deliver(self, hook: str, kwargs: dict[str, Any], barrier: Barrier | None) -> None:

@@ -305,93 +305,72 @@ def _config_text(config: Mapping[str, Any]) -> str:
 class TensorBoardSink:
     """Writes a run's events to ``<run dir>/tensorboard/`` as they are delivered (``sinks=["tensorboard"]``).
 
-    Every hook writes and flushes whole records; a failure is logged once and never
-    leaves the sink (after three, it stops writing for this run).
+    Every hook writes and flushes whole records. A hook that raises is isolated by the
+    run's writer like any plugin's (reported, switched off after repeated failures).
     """
-
-    max_failures = 3
 
     def __init__(self) -> None:
         _pb()  # a missing tensorboard fails at init, naming the extra
         self._events: _RunEvents | None = None
         self._owner = True
-        self._failures = 0
-        self._meta: dict[str, Any] = {}
-        self._config: dict[str, Any] | None = None
-        self._summary: dict[str, Any] | None = None
-        self._known: set[str] = set()
+        self._meta: Mapping[str, Any] = {}
+        self._config: Mapping[str, Any] = {}
+        self._summary: Mapping[str, Any] = {}
 
-    def _safely(self, hook: str, action: Any, *args: Any) -> None:
-        if self._failures >= self.max_failures:
-            return
-        try:
-            action(*args)
-            if self._events is not None:
-                self._events.file.flush()
-        except Exception as exc:
-            self._failures += 1
-            if self._failures == 1:
-                log.warning("epochal: TensorBoard export failed in %s: %r (the run goes on)", hook, exc)
-            if self._failures >= self.max_failures:
-                log.warning("epochal: TensorBoard export stopped for this run after %d failures", self._failures)
+    def _flush(self) -> None:
+        if self._events is not None:
+            self._events.file.flush()
 
     @hookimpl
     def epochal_run_start(self, run: Any) -> None:
-        self._safely("run_start", self._start, run)
-
-    def _start(self, run: Any) -> None:
-        self._meta = run.metadata
         self._owner = run.is_owner
-        self._known = set(self._meta.get("metric_names") or ())  # logged before a resume
         prefix = f"system/rank{run.rank}/" if run.world_size > 1 else "system/"
-        created = float(self._meta.get("created") or time.time())
         file = EventFile(_new_event_path(Path(run.dir) / TB_DIR))
-        self._events = _RunEvents(file, origin=created, system_prefix=prefix, step=max(run.step - 1, 0))
-        if self._owner:
-            now = time.time()
-            self._events.text("config", _config_text(run.config.to_dict()), now)
-            self._events.text("notes", run.notes, now)
+        self._events = _RunEvents(file, origin=time.time(), system_prefix=prefix, step=max(run.start_step - 1, 0))
 
     @hookimpl
-    def epochal_config(self, run: Any, config: Mapping[str, Any]) -> None:
-        self._config = dict(config)
+    def epochal_config(self, config: Mapping[str, Any]) -> None:
+        self._config = config
         if self._events is not None and self._owner:
-            self._safely("config", self._events.text, "config", _config_text(config), time.time())
+            self._events.text("config", _config_text(config), time.time())
+            self._flush()
 
     @hookimpl
-    def epochal_metrics(self, run: Any, records: Sequence[Any]) -> None:
+    def epochal_metrics(self, records: Sequence[Any]) -> None:
         if self._events is not None and self._owner:
-            self._safely("metrics", self._events.metrics, records)
+            self._events.metrics(records)
+            self._flush()
 
     @hookimpl
-    def epochal_system(self, run: Any, records: Sequence[Any]) -> None:
+    def epochal_system(self, records: Sequence[Any]) -> None:
         if self._events is not None:
-            self._safely("system", self._events.system, [(r.time, r.values) for r in records])
+            self._events.system([(r.time, r.values) for r in records])
+            self._flush()
 
     @hookimpl
-    def epochal_summary(self, run: Any, summary: Mapping[str, Any]) -> None:
-        self._summary = dict(summary)
+    def epochal_summary(self, summary: Mapping[str, Any]) -> None:
+        self._summary = summary
 
     @hookimpl
-    def epochal_metadata(self, run: Any, metadata: Mapping[str, Any]) -> None:
-        self._meta = dict(metadata)
-        if self._events is not None and self._owner:
-            self._safely("metadata", self._events.text, "notes", str(metadata.get("notes") or ""), time.time())
+    def epochal_metadata(self, metadata: Mapping[str, Any]) -> None:
+        self._meta = metadata
+        if self._events is not None:
+            self._events.origin = float(metadata.get("created") or self._events.origin)
+            if self._owner:
+                self._events.text("notes", str(metadata.get("notes") or ""), time.time())
+                self._flush()
 
     @hookimpl
-    def epochal_run_end(self, run: Any, status: str) -> None:
+    def epochal_run_end(self, status: str) -> None:
         if self._events is None:
             return
-        if self._owner:
-            config = self._config if self._config is not None else run.config.to_dict()
-            summary = self._summary if self._summary is not None else run.summary.to_dict()
-            meta = {**self._meta, "finished": self._meta.get("finished") or time.time()}
-            self._safely("run_end", self._events.session, meta, config, summary, status, self._known)
         events, self._events = self._events, None
         try:
+            if self._owner:
+                meta = {**self._meta, "finished": self._meta.get("finished") or time.time()}
+                events.session(meta, self._config, self._summary, status, self._meta.get("metric_names") or ())
+        finally:
             events.file.close()
-        except Exception as exc:
-            log.warning("epochal: closing the TensorBoard event file failed: %r", exc)
 
 
 # -- export of stored runs ------------------------------------------------------------------------

@@ -182,8 +182,8 @@ def test_failures_stay_inside_the_sink(run_root, caplog):
     with caplog.at_level(logging.WARNING, logger="epochal"):
         with epochal.init(project=PROJECT, id="blocked", sinks=["tensorboard"], system_interval=0) as run:
             train(run, lr=0.1, steps=5)
-    assert run.failures == {}
-    assert "TensorBoard export failed" in caplog.text
+    assert run.failures == {"tensorboard": 1}  # the writer's lane isolates it, as for any plugin
+    assert "plugin 'tensorboard' failed in epochal_run_start" in caplog.text
     assert len(read_metrics(run.dir)[0]) == 6 and read_json(run.dir / "run.json")["status"] == "finished"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .hookspecs import hookimpl
+from .media import Histogram, Image, Text
 from .plugins import register_plugin, unregister_plugin
 from .run import Config, Run, Summary, current_run, finish, init
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 __all__ = [
     "init", "log", "finish", "config", "summary", "autolog", "Run", "Config", "Summary",
-    "current_run", "open_run", "runs", "diff", "hookimpl", "register_plugin", "unregister_plugin",
+    "current_run", "open_run", "runs", "diff", "hookimpl", "Image", "Histogram", "Text", "register_plugin", "unregister_plugin",
     "__version__",
 ]
 

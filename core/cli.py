@@ -125,9 +125,23 @@ def _cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     for a in artifacts:
         aliases = f" [{', '.join(a.aliases)}]" if a.aliases else ""
         out.write(f"  {a.name}:{a.version}{aliases}  {a.type}  {a.files} file(s) {a.size} bytes  {a.path}\n")
+    _show_media(run, out)
     if meta.get("error"):
         out.write("\nerror\n  " + str(meta["error"]).strip().replace("\n", "\n  ") + "\n")
     return 0
+
+
+def _show_media(run: Any, out: TextIO) -> None:
+    """The media keys of a run with their type and number of files."""
+    from collections import Counter
+
+    from ._media_store import read_index
+
+    counts = Counter((r["key"], r["type"]) for r in read_index(run.dir))
+    if counts:
+        out.write("\nmedia\n")
+        for (key, kind), n in sorted(counts.items()):
+            out.write(f"  {key}  {kind}  {n} file(s)\n")
 
 
 def _flat(values: dict[str, Any]) -> dict[str, Any]:

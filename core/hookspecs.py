@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import pluggy
 
 if TYPE_CHECKING:
+    from .media import MediaRecord
     from .records import ArtifactVersion, MetricBatch, RunInfo, SystemRecord
 
 __all__ = ["hookspec", "hookimpl", "PROJECT", "SYNCHRONOUS_HOOKS", "delivered_hooks"]
@@ -89,6 +90,17 @@ def epochal_metadata(run: RunInfo, metadata: Mapping[str, Any]) -> None:
 @hookspec
 def epochal_artifact(run: RunInfo, artifact: ArtifactVersion) -> None:
     """An artifact version was stored in the run directory."""
+
+
+@hookspec
+def epochal_media(run: RunInfo, records: Sequence[MediaRecord]) -> None:
+    """Images, histograms and texts logged by one ``log()`` call, in order with the metrics.
+
+    Each ``MediaRecord(step, time, key, kind, items)`` holds one ``MediaItem`` per file
+    (several for a batch of images): ``item.data()`` is the file's bytes (PNG/JPEG,
+    histogram JSON, UTF-8 markdown), ``item.histogram()`` the bins. Both are made once,
+    by whichever plugin asks first; they are read-only, so never modify them.
+    """
 
 
 @hookspec

@@ -208,6 +208,17 @@ class RunReader:
         figures = sorted({k for r in rows for k in r} - {"time", "rank"})
         return pandas.DataFrame.from_records(rows).reindex(columns=["time", "rank", *figures])
 
+    def media(self, key: str | None = None):
+        """A DataFrame of logged images, histograms and texts: ``step``, ``time``, ``key``, ``type``, ``path``
+        (absolute), ``caption``; one row per file, in logging order, only ``key``'s if given."""
+        from ._media_store import read_index
+
+        pandas = _require_pandas()
+        rows = [{"step": r["step"], "time": r.get("time"), "key": r["key"], "type": r["type"],
+                 "path": str(self.dir / r["file"]), "caption": r.get("caption")}
+                for r in read_index(self.dir) if key is None or r["key"] == key]
+        return pandas.DataFrame.from_records(rows, columns=["step", "time", "key", "type", "path", "caption"])
+
     # -- artifacts -------------------------------------------------------------------------------
     def artifacts(self) -> list[ArtifactVersion]:
         """Every stored artifact version (name, version, aliases, sha256, size, path relative to the run)."""

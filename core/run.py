@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Mapping
 
 from . import distributed
+from .media import is_media, prepare
 from .names import canonicalize
 from .plugins import build_plugin_manager, requested_sinks
 from .records import NAN as _NAN
@@ -32,7 +33,7 @@ from .store import (
     write_json_atomic,
 )
 from .values import clean_metrics, jsonable, to_number
-from .writer import Writer
+from .writer import Event, Writer
 
 __all__ = ["Run", "Config", "Summary", "init", "current_run", "active_runs", "finish", "DEFAULT_DIR", "DEFAULT_PROJECT"]
 
@@ -339,7 +340,14 @@ class Run:
         if "epoch" in values:
             found = to_number("epoch", values.pop("epoch"))
             epoch = found if epoch is None else epoch
+        media = {k: values.pop(k) for k in [k for k, v in values.items() if is_media(v)]}
         values = clean_metrics(values, self._known)
+        if media:  # images, histograms, texts: checked and copied here, encoded and written off this thread
+            now = _time()
+            event = Event("epochal_media", {"records": [prepare(k, v, step, now) for k, v in media.items()]})
+            if not values:
+                return None, event, epoch
+            self._put((None, event))
         keys = tuple(values)
         if keys not in self._formats:
             self._format_list.append(RowFormat(keys))

@@ -6,7 +6,7 @@ Layout (``<root>/<project>/<run_id>/``)::
     metrics.bin                              every log() call, in binary row blocks (see epochal.blocks)
     system.jsonl | system.rank<N>.jsonl      hardware samples (JSON lines), one file per rank under DDP
     heartbeat                                touched by the writer thread every cycle
-    environment/  artifacts/  tensorboard/
+    environment/  artifacts/  media/  tensorboard/
 
 Records are written whole and flushed to the OS on every batch, so a killed process
 loses at most the batch in flight; a torn last block or line is skipped by the reader.
@@ -201,6 +201,18 @@ class StoreSink:
     def epochal_metadata(self, run, metadata: Mapping[str, Any]) -> None:
         if run.is_owner:
             write_json_atomic(run.dir / RUN_FILE, dict(metadata))
+
+    @hookimpl
+    def epochal_media(self, run, records: Sequence) -> None:
+        if run.is_owner:
+            from ._media_store import INDEX_FILE, end_torn_line, write_media
+
+            lines = write_media(run.dir, records)
+            if not lines:
+                return
+            if INDEX_FILE not in self._files:  # first append of this process: after a crash's torn line
+                lines = end_torn_line(run.dir) + lines
+            self._append(run.dir, INDEX_FILE, lines)
 
     @hookimpl
     def epochal_run_end(self, run, status: str) -> None:

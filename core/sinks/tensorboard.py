@@ -10,6 +10,8 @@ What TensorBoard shows:
 - every metric as a scalar at the run's step with its wall time (TensorBoard keeps
   scalars as float32);
 - the config (JSON) and the notes as text;
+- images, histograms and markdown logged with ``epochal.Image``/``Histogram``/``Text``
+  in the images, histograms and text tabs, at their steps (a batch of images is one step's samples);
 - hardware samples as scalars under ``system/`` (``system/rank<N>/`` under DDP), at
   step = whole seconds since the run was created;
 - at the end of the run, when the summary is final, one HParams session per run
@@ -42,6 +44,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable, Mapping, Sequence
 
+from .._media_store import INDEX_FILE, read_index
 from ..hookspecs import hookimpl
 from ..redact import redact, redact_text
 from ..store import (
@@ -77,6 +80,8 @@ def _pb() -> SimpleNamespace:
         Metadata=summary_pb2.SummaryMetadata, PluginData=summary_pb2.SummaryMetadata.PluginData,
         TENSOR=summary_pb2.DATA_CLASS_TENSOR, Tensor=tensor_pb2.TensorProto, hparams=plugin_data_pb2,
         PbValue=struct_pb2.Value, DT_STRING=types_pb2.DT_STRING, scalar_shape=scalar_shape,
+        DT_DOUBLE=types_pb2.DT_DOUBLE, Shape=tensor_shape_pb2.TensorShapeProto,
+        BLOBS=summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
         null_tensor=tensor_pb2.TensorProto(
             dtype=types_pb2.DT_FLOAT,
             tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=0)]),
@@ -225,6 +230,85 @@ class _RunEvents:
         value = pb.Value(tag=tag, metadata=metadata, tensor=tensor)
         self.file.add(pb.Event(wall_time=wall, step=self.step, summary=pb.Summary(value=[value])))
 
+    # -- media: images, histograms, markdown (live records and stored files alike) --------------------
+    def _tensor(self, tag: str, plugin: str, step: int, wall: float, tensor: Any, description: str = "") -> None:
+        pb = _pb()
+        data_class = pb.BLOBS if plugin == "images" else pb.TENSOR
+        metadata = pb.Metadata(plugin_data=pb.PluginData(plugin_name=plugin), data_class=data_class,
+                               summary_description=description)
+        value = pb.Value(tag=tag, metadata=metadata, tensor=tensor)
+        self.file.add(pb.Event(wall_time=wall, step=step, summary=pb.Summary(value=[value])))
+        self.step = max(self.step, step)
+
+    def images(self, tag: str, step: int, wall: float, images: Sequence[tuple[bytes, int, int]],
+               captions: Sequence[str | None] = ()) -> None:
+        """A batch of encoded images (bytes, width, height): one step of TensorBoard's images tab."""
+        pb = _pb()
+        width, height = images[0][1], images[0][2]
+        strings = [str(width).encode(), str(height).encode(), *(data for data, _, _ in images)]
+        shape = pb.Shape(dim=[pb.Shape.Dim(size=len(strings))])
+        tensor = pb.Tensor(dtype=pb.DT_STRING, tensor_shape=shape, string_val=strings)
+        self._tensor(tag, "images", step, wall, tensor, " | ".join(c for c in captions if c))
+
+    def histogram(self, tag: str, step: int, wall: float, edges: Sequence[float], counts: Sequence[float]) -> None:
+        """Bins as TensorBoard's histograms tab reads them: rows of (left edge, right edge, count)."""
+        pb = _pb()
+        rows = array("d")
+        for i, count in enumerate(counts):
+            rows.extend((edges[i], edges[i + 1], count))
+        if sys.byteorder != "little":
+            rows.byteswap()
+        shape = pb.Shape(dim=[pb.Shape.Dim(size=len(counts)), pb.Shape.Dim(size=3)])
+        self._tensor(tag, "histograms", step, wall,
+                     pb.Tensor(dtype=pb.DT_DOUBLE, tensor_shape=shape, tensor_content=rows.tobytes()))
+
+    def markdown(self, tag: str, step: int, wall: float, text: str) -> None:
+        pb = _pb()
+        tensor = pb.Tensor(dtype=pb.DT_STRING, tensor_shape=pb.scalar_shape, string_val=[text.encode("utf-8")])
+        self._tensor(tag, "text", step, wall, tensor)
+
+    def media(self, records: Iterable[Any]) -> None:
+        """Live ``MediaRecord`` batches (see :mod:`epochal.media`)."""
+        for record in records:
+            items = record.items
+            if record.kind == "image":
+                self.images(record.key, record.step, record.time, [(i.data(), i.width, i.height) for i in items],
+                            [i.caption for i in items])
+            elif record.kind == "histogram":
+                bins = items[0].histogram()
+                self.histogram(record.key, record.step, record.time, bins["edges"], bins["counts"])
+            else:
+                self.markdown(record.key, record.step, record.time, items[0].data().decode("utf-8"))
+
+    def stored_media(self, run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The media index of a stored run; a batch is the consecutive images of one key, step and time.
+
+        A file that went missing is left out (with a warning), never the whole export.
+        """
+        batch: list[tuple[Mapping[str, Any], bytes]] = []
+        for row in [*rows, None]:
+            if batch and (row is None or row["type"] != "image" or _batch_of(row) != _batch_of(batch[0][0])):
+                first = batch[0][0]
+                self.images(first["key"], first["step"], float(first.get("time") or 0.0),
+                            [(data, int(r.get("width") or 0), int(r.get("height") or 0)) for r, data in batch],
+                            [r.get("caption") for r, _ in batch])
+                batch = []
+            if row is None:
+                break
+            try:
+                data = (run_dir / row["file"]).read_bytes()
+            except OSError as exc:
+                log.warning("epochal: media file %s of %s is unreadable (%s); left out of the export",
+                            row["file"], run_dir, exc.strerror or exc)
+                continue
+            if row["type"] == "image":
+                batch.append((row, data))
+            elif row["type"] == "histogram":
+                bins = json.loads(data)
+                self.histogram(row["key"], row["step"], float(row.get("time") or 0.0), bins["edges"], bins["counts"])
+            else:
+                self.markdown(row["key"], row["step"], float(row.get("time") or 0.0), data.decode("utf-8"))
+
     def scalars(self, step: int, wall: float, values: Mapping[str, float | int]) -> None:
         event = _pb().Event(wall_time=wall, step=step)
         add = event.summary.value.add
@@ -294,6 +378,10 @@ class _RunEvents:
         return pb.Value(tag=tag, metadata=pb.Metadata(plugin_data=plugin, data_class=pb.TENSOR), tensor=pb.null_tensor)
 
 
+def _batch_of(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return row["key"], row["step"], row.get("time")
+
+
 def _config_text(config: Mapping[str, Any]) -> str:
     if not config:
         return ""
@@ -348,6 +436,12 @@ class TensorBoardSink:
             self._flush()
 
     @hookimpl
+    def epochal_media(self, records: Sequence[Any]) -> None:
+        if self._events is not None and self._owner:
+            self._events.media(records)
+            self._flush()
+
+    @hookimpl
     def epochal_summary(self, summary: Mapping[str, Any]) -> None:
         self._summary = summary
 
@@ -394,7 +488,7 @@ def _needs_export(run_dir: Path) -> bool:
     if not exports:
         return True
     sources = [run_dir / n for n in (RUN_FILE, CONFIG_FILE, SUMMARY_FILE, METRICS_FILE)]
-    sources += list(run_dir.glob("system*.jsonl"))
+    sources += [*run_dir.glob("system*.jsonl"), run_dir / INDEX_FILE]
     newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
     return min(p.stat().st_mtime for p in exports) < newest
 
@@ -431,6 +525,8 @@ def export_run(run_dir: Path) -> int:
                 (s.get("time", created), {k: v for k, v in s.items() if k not in ("time", "rank")})
                 for s in samples
             )
+        events.stored_media(run_dir, read_index(run_dir))
+        file.flush()
         summary = read_json(run_dir / SUMMARY_FILE, {}) or {}
         events.session(meta, config, summary, effective_status(meta, run_dir))
         file.close()

@@ -32,7 +32,7 @@ from .store import (
     CONFIG_FILE, RUN_FILE, SUMMARY_FILE, read_json, touch_heartbeat,
     write_json_atomic,
 )
-from .values import clean_metrics, jsonable, to_number
+from .values import check_step_range, clean_metrics, jsonable, to_number
 from .writer import Event, Writer
 
 __all__ = ["Run", "Config", "Summary", "init", "current_run", "active_runs", "finish", "DEFAULT_DIR", "DEFAULT_PROJECT"]
@@ -79,7 +79,7 @@ class Config(MutableMapping):
 
     @staticmethod
     def _clean(key: Any, value: Any) -> Any:
-        return redact(jsonable(value), key)
+        return redact(jsonable(value, str(key)), key)
 
     def _changed(self) -> None:
         if self._on_change is not None:
@@ -336,6 +336,7 @@ class Run:
         """Validate and coerce a record with new names or unusual values; pack it or raise a clear error."""
         if not isinstance(metrics, Mapping):
             raise TypeError(f"log() takes a mapping of name -> number, got {type(metrics).__name__}")
+        check_step_range(step, automatic=step == self._next_step)
         values = dict(metrics)
         if "epoch" in values:
             found = to_number("epoch", values.pop("epoch"))
@@ -353,12 +354,7 @@ class Run:
             self._format_list.append(RowFormat(keys))
             self._formats[keys] = (len(self._format_list) - 1, self._format_list[-1])
         fid, fmt = self._formats[keys]
-        try:
-            row = fmt.pack(step, _time(), _NAN if epoch is None else epoch, *values.values())
-        except OverflowError:
-            big = next(k for k, v in values.items() if isinstance(v, int) and abs(v) > 1e308)
-            raise ValueError(f"metric {big!r} is too large for a float64; log it scaled down") from None
-        return fid, row, epoch
+        return fid, fmt.pack(step, _time(), _NAN if epoch is None else epoch, *values.values()), epoch
 
     def log_native(
         self,
@@ -621,9 +617,7 @@ def _check_step(step: Any) -> int:
         raise TypeError(f"step must be an int, got {type(step).__name__} {step!r}") from None
     if isinstance(number, float) and not number.is_integer():
         raise ValueError(f"step must be a whole number, got {step!r}")
-    if number < 0:
-        raise ValueError(f"step must be >= 0, got {step!r}")
-    return int(number)
+    return check_step_range(int(number))
 
 
 def _clean_tags(tags: Iterable[str] | str | None) -> list[str]:

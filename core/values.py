@@ -1,18 +1,40 @@
-"""Validation and coercion of metric keys, metric values and config values.
+"""Validation and coercion of metric keys, metric values, steps and config values.
 
-Runs on the training thread, so the common case (known key, float or int value)
-is decided by two C-level set checks; everything else takes the slow path.
+Runs on the training thread (the caller's), so what leaves it is always writable.
+The common case (known key, float or int value) never gets here; everything else
+takes the slow path.
+
+Coercions (documented, each with a warning naming the key where data changes):
+
+- metrics: Python, numpy and torch scalars, 0-d and one-element arrays count as their
+  number; an int beyond float64's range is a ``ValueError`` naming the key.
+- steps: whole numbers from 0 to ``MAX_STEP`` (2**63 - 1, the int64 column of
+  ``metrics.bin``); anything larger is a ``ValueError`` naming the largest step allowed.
+- config values (:func:`jsonable`): JSON types kept; numpy/torch scalars as their
+  Python value (a numpy bool is ``true``); ints outside the int64 range as their
+  decimal string (exact, and readable by every JSON reader; an int too long to print
+  becomes ``"<int of N bits>"``); other objects by ``repr``; an object whose ``repr``
+  raises becomes ``"<unrepresentable TYPE>"``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
 from typing import Any, Mapping
 
-__all__ = ["MAX_KEY_LENGTH", "RESERVED_KEYS", "check_key", "to_number", "clean_metrics", "jsonable"]
+__all__ = [
+    "MAX_KEY_LENGTH", "MAX_STEP", "RESERVED_KEYS", "check_key", "check_step_range", "to_number",
+    "clean_metrics", "jsonable",
+]
 
+log = logging.getLogger("epochal")
 MAX_KEY_LENGTH = 256
+MAX_STEP = 2**63 - 1
 RESERVED_KEYS = frozenset({"step", "time"})
+_FLOAT_INT_LIMIT = 2**1024  # the smallest int float() refuses
+_INT64 = 2**63
 
 
 def check_key(key: object) -> str:
@@ -38,8 +60,15 @@ def check_key(key: object) -> str:
 def to_number(key: str, value: Any) -> float | int:
     """Coerce a Python/numpy/torch scalar or 0-d array to ``float``/``int`` without importing numpy or torch."""
     kind = type(value)
-    if kind is float or kind is int:
+    if kind is float:
         return value
+    if kind is int:
+        if -_FLOAT_INT_LIMIT < value < _FLOAT_INT_LIMIT:
+            return value
+        raise ValueError(
+            f"{_what(key)} is an int of {value.bit_length()} bits, beyond float64's range; "
+            "log it scaled down (e.g. math.log10 of it)"
+        )
     if kind is bool:
         return int(value)
     if isinstance(value, (str, bytes)):
@@ -47,12 +76,12 @@ def to_number(key: str, value: Any) -> float | int:
             f"metric {key!r} is a string ({value!r:.40}); metrics are numbers. "
             "Put text in run.config, run.summary or run.notes instead"
         )
-    if getattr(value, "shape", None) == () or getattr(value, "ndim", None) == 0:
-        item = value.item()  # numpy scalar, 0-d array, 0-d tensor (any device)
-        if isinstance(item, (bool, int)):
+    if _one_element(value):
+        item = value.item()  # numpy scalar, 0-d or one-element array or tensor (any device)
+        if isinstance(item, bool):
             return int(item)
-        if isinstance(item, float):
-            return item
+        if isinstance(item, (int, float)):
+            return to_number(key, item)
         raise TypeError(f"metric {key!r} holds {type(item).__name__} {item!r}; metrics must be real numbers")
     if isinstance(value, (int, float)):  # numbers subclasses, e.g. numpy.float64
         return float(value)
@@ -71,6 +100,31 @@ def to_number(key: str, value: Any) -> float | int:
     )
 
 
+def _what(key: str) -> str:
+    return key if key in ("step", "epoch") else f"metric {key!r}"
+
+
+def _one_element(value: Any) -> bool:
+    """A 0-d or one-element array, tensor or numpy scalar (anything with ``.item()`` and such a shape)."""
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        return getattr(value, "ndim", None) == 0 and hasattr(value, "item")
+    try:
+        return math.prod(shape) == 1 and hasattr(value, "item")
+    except TypeError:
+        return False
+
+
+def check_step_range(step: int, automatic: bool = False) -> int:
+    """``step`` if it fits the int64 step column, else a ``ValueError`` naming the largest step allowed."""
+    if 0 <= step <= MAX_STEP:
+        return step
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step!r}")
+    how = " (the automatic step after the largest one; pass step= to log again)" if automatic else ""
+    raise ValueError(f"step {step} is beyond the largest step allowed, {MAX_STEP} (2**63 - 1){how}")
+
+
 def clean_metrics(metrics: Mapping[str, Any], known: set[str]) -> dict[str, float | int]:
     """The slow path: validate every key and coerce every value; add new keys to ``known``."""
     if not isinstance(metrics, Mapping):
@@ -84,32 +138,52 @@ def clean_metrics(metrics: Mapping[str, Any], known: set[str]) -> dict[str, floa
     return out
 
 
-def jsonable(value: Any, _seen: frozenset[int] = frozenset()) -> Any:
-    """A JSON-able copy of a config value: JSON types kept, dicts kept nested, the rest by ``repr``.
+def jsonable(value: Any, key: str = "value", _seen: frozenset[int] = frozenset()) -> Any:
+    """A JSON-able copy of a config value under ``key`` (see the module's coercions); never raises.
 
-    Cycles become the string ``"<cycle>"``; non-finite floats are kept (JSON ``NaN``/``Infinity``).
+    Dicts stay nested, lists and tuples become lists, cycles the string ``"<cycle>"``;
+    non-finite floats are kept (JSON ``NaN``/``Infinity``).
     """
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, str, float)):
         return value
-    if isinstance(value, float):
-        return value
+    if isinstance(value, int):
+        return value if -_INT64 <= value < _INT64 else _big_int(key, value)
     if id(value) in _seen:
         return "<cycle>"
     if isinstance(value, Mapping):
         seen = _seen | {id(value)}
-        return {str(k): jsonable(v, seen) for k, v in value.items()}
+        return {str(k): jsonable(v, f"{key}.{k}", seen) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         seen = _seen | {id(value)}
-        return [jsonable(v, seen) for v in value]
+        return [jsonable(v, f"{key}[{i}]", seen) for i, v in enumerate(value)]
     try:
-        number = to_number("config", value)
+        if getattr(value, "shape", None) == () and hasattr(value, "item"):  # numpy/torch scalars, numpy bool
+            item = value.item()
+            if item is None or isinstance(item, (bool, int, float, str)):
+                return jsonable(item, key)
+        number = to_number(key, value)
         if not (isinstance(number, float) and math.isnan(number) and not _is_nan(value)):
             return number
-    except (TypeError, ValueError):
+    except Exception:  # not a number: kept by repr below
         pass
     if hasattr(value, "__fspath__"):
         return str(value)
-    return repr(value)
+    try:
+        return repr(value)
+    except Exception as exc:
+        name = type(value).__qualname__
+        log.warning("epochal: %s: repr() of this %s raised %r; stored as '<unrepresentable %s>'",
+                    key, name, exc, name)
+        return f"<unrepresentable {name}>"
+
+
+def _big_int(key: str, value: int) -> str:
+    if value.bit_length() * 0.302 < sys.get_int_max_str_digits() - 2 or not sys.get_int_max_str_digits():
+        text = str(value)
+    else:
+        text = f"<int of {value.bit_length()} bits>"
+    log.warning("epochal: %s is an int outside the int64 range; stored as the string %.60s", key, text)
+    return text
 
 
 def _is_nan(value: Any) -> bool:

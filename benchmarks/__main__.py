@@ -21,6 +21,7 @@ TOPICS = {
     "listing": "listing",
     "export": "export",
     "lightning": "lightning_table",
+    "media": "media",
 }
 ANCHOR_DISTS = ("epochal", "trackio", "wandb", "mlflow", "dvclive", "tensorboard", "torch", "lightning", "pandas")
 

@@ -98,13 +98,43 @@ def epochal(n: int, tmp: str) -> dict[str, Any]:
     return _result(n, t0, t1, t2, init_s)
 
 
-def _time_calls(log: Any, n: int) -> tuple[float, float]:
+def epochal_native(n: int, tmp: str) -> dict[str, Any]:
+    """``run.log_native`` of the same 10 values under a framework's spelling (``m0`` -> ``train/m0``)."""
+    import epochal as ep
+    from epochal.names import KERAS
+
+    t = _clock()
+    run = ep.init(project="bench", dir=tmp, system_interval=0)
+    init_s = _clock() - t
+    native = {name.removeprefix("train/"): value for name, value in METRICS.items()}
+    log = run.log_native
+    t0, t1 = _time_calls(lambda metrics: log(metrics, dialect=KERAS), n, native)
+    run.finish()
+    t2 = _clock()
+    rows = stored_records(run.dir)
+    if len(rows) != n + WARMUP or set(rows[-1]) - {"step", "time", "epoch"} != set(METRICS):
+        raise RuntimeError(f"epochal log_native stored {len(rows)} records, expected {n + WARMUP} of {set(METRICS)}")
+    return _result(n, t0, t1, t2, init_s)
+
+
+def epochal_log_lambda(n: int, tmp: str) -> dict[str, Any]:
+    """``run.log`` through the same one-line wrapper as the log_native row, so the ratio is the naming alone."""
+    import epochal as ep
+
+    run = ep.init(project="bench", dir=tmp, system_interval=0)
+    log = run.log
+    t0, t1 = _time_calls(lambda metrics: log(metrics), n)
+    run.finish()
+    return _result(n, t0, t1, _clock(), 0.0)
+
+
+def _time_calls(log: Any, n: int, metrics: dict[str, float] = METRICS) -> tuple[float, float]:
     """Warm ``log`` up, then call it ``n`` times with the benchmark's metrics; returns start and end times."""
     for _ in range(WARMUP):
-        log(METRICS)
+        log(metrics)
     t0 = _clock()
     for _ in range(n):
-        log(METRICS)
+        log(metrics)
     return t0, _clock()
 
 
@@ -200,13 +230,15 @@ ANCHORS: dict[str, tuple[Callable[..., dict[str, Any]], int]] = {
     "floor": (floor, 200_000),
     "floor + writer": (floor_writer, 200_000),
     "epochal": (epochal, 200_000),
+    "epochal log via lambda": (epochal_log_lambda, 200_000),
+    "epochal log_native via lambda": (epochal_native, 200_000),
     "trackio": (trackio, 50_000),
     "wandb offline": (wandb, 20_000),
     "mlflow async sqlite": (mlflow, 5_000),
     "tb SummaryWriter": (tensorboard, 20_000),
     "dvclive": (dvclive, 2_000),
 }
-REPEATED = ("floor", "epochal")  # measured several times, alternating; best kept
+REPEATED = ("floor", "epochal", "epochal log via lambda", "epochal log_native via lambda")  # measured several times, alternating; best kept
 
 
 def measure(name: str, n: int, tmp: str) -> dict[str, Any]:
@@ -259,5 +291,12 @@ def run(quick: bool = False) -> Report:
             )
     else:
         report.targets.append(target(None, "epochal hot path within 2x / 3x the floor: not measured"))
-    report.notes.append(f"floor and epochal: best of {repeats} runs, alternating; others: one run each")
+    plain, native = results["epochal log via lambda"], results["epochal log_native via lambda"]
+    if not failed(plain) and not failed(native):
+        slower = native["hot_us"] / plain["hot_us"]
+        report.targets.append(target(slower <= 1.5, f"run.log_native (framework names -> canonical) within 1.5x "
+                                                    f"of run.log: {slower:.2f}x"))
+    else:
+        report.targets.append(target(None, "run.log_native within 1.5x of run.log: not measured"))
+    report.notes.append(f"floor and epochal rows: best of {repeats} runs, alternating; others: one run each")
     return report

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import operator
 import os
 import re
 import secrets
@@ -23,7 +24,7 @@ from typing import Any, Iterable, Iterator, Literal, Mapping
 
 from . import distributed
 from .media import is_media, prepare
-from .names import canonicalize
+from .names import GENERIC, LIGHTNING, Dialect, Plan
 from .plugins import build_plugin_manager, requested_sinks
 from .records import NAN as _NAN
 from .records import ArtifactVersion, FrozenDict, RowFormat, RunInfo, SystemRecord
@@ -220,6 +221,7 @@ class Run:
         self.finish_timeout = finish_timeout
         self._finished = False
         self._known: set[str] = set()
+        self._native: dict[Plan, tuple[int, RowFormat, Any, int | None]] = {}  # log_native's known plans
         self._formats: dict[tuple[str, ...], tuple[int, RowFormat]] = {}  # names -> (id, format)
         self._format_list: list[RowFormat] = []  # id -> format, shared with the writer
         self._next_step = 0
@@ -364,24 +366,71 @@ class Run:
         epoch: float | int | None = None,
         split: str = "train",
         step_suffixes: bool = False,
-    ) -> dict[str, Any]:
+        dialect: Dialect | None = None,
+    ) -> tuple[str, ...]:
         """Log a framework's metrics under canonical names (see :mod:`epochal.names`).
 
-        Original names are kept in the run's name map; a key ``epoch`` becomes the
-        record's epoch. Returns the canonical metrics that were logged.
+        ``dialect`` is the framework's naming (else the generic one, bare names going to
+        ``split``; ``step_suffixes``: Lightning's). Original names are kept in the run's
+        name map; a key ``epoch`` becomes the record's epoch; the dialect's summary-only
+        keys go to ``run.summary``. Returns the canonical names of the values logged.
         """
-        values, originals, found_epoch = canonicalize(metrics, split, step_suffixes=step_suffixes)
-        name_map = self._meta["name_map"]
-        new = {k: v for k, v in originals.items() if name_map.get(k) != v}
+        chosen = dialect or (LIGHTNING if step_suffixes else GENERIC).with_split(split)
+        keys = tuple(metrics)
+        plan = chosen.plans.get(keys) or chosen.plan(keys)  # memoised: the same keys come every step
+        known = self._native.get(plan)
+        if known is not None:  # log()'s fast path, packing the values in the plan's order
+            next_step = self._next_step
+            if step is None:
+                step = next_step
+            elif type(step) is not int or step < 0:
+                step = _check_step(step)
+            fid, fmt, getter, at_epoch = known
+            if getter is None:
+                values: Any = metrics.values()
+            else:
+                given = tuple(metrics.values())
+                values = getter(given)
+                if epoch is None and at_epoch is not None:
+                    epoch = given[at_epoch]
+            epoch = self._epoch if epoch is None else to_number("epoch", epoch)
+            try:
+                row = fmt.pack(step, _time(), _NAN if epoch is None else epoch, *values)
+            except Exception:
+                pass  # an unusual value: log() coerces it or says what is wrong
+            else:
+                if step >= next_step:
+                    self._next_step = step + 1
+                self._epoch = epoch
+                self._put((fid, row))
+                self._pending += 1
+                if not self._pending & 0x3FFF:
+                    self._writer.wake()
+                return plan.names
+        return self._log_plan(plan, chosen, metrics, step, epoch)
+
+    def _log_plan(self, plan: Plan, dialect: Dialect, metrics: Mapping[str, Any], step: Any, epoch: Any) -> tuple[str, ...]:
+        """log_native's first call with these keys (or unusual values): name map, summary, then log()."""
+        values, originals, found_epoch, summary = plan.apply(metrics.values())
+        new = {k: v for k, v in originals.items() if self._meta["name_map"].get(k) != v}
         if new:
-            self.set_metadata(name_map={**name_map, **new})
+            self.set_metadata(name_map={**self._meta["name_map"], **new})
+        if summary:
+            self.summary.update(summary)
         if epoch is None and found_epoch is not None:
             epoch = found_epoch
-        if values:
-            self.log(values, step=step, epoch=epoch)
-        elif epoch is not None:
-            self._epoch = to_number("epoch", epoch)
-        return values
+        if not values:
+            if epoch is not None:
+                self._epoch = to_number("epoch", epoch)
+            return ()
+        if dialect.numbers_only:
+            values = {k: v for k, v in values.items() if _is_number(k, v)}
+        self.log(values, step=step, epoch=epoch)
+        entry = self._formats.get(plan.names)
+        if entry is not None and not summary and self.is_owner:  # next time: straight to the packed row
+            getter = None if plan.take is None else _getter(plan.take)
+            self._native[plan] = (*entry, getter, plan.epoch)
+        return tuple(values)
 
     @property
     def step(self) -> int:
@@ -551,6 +600,7 @@ class DisabledRun(Run):
         self.id, self.project, self.rank, self.world_size, self.is_owner = run_id, project, 0, 1, True
         self.root = self.dir = Path(os.devnull)
         self._finished, self._known, self._next_step, self._epoch = False, set(), 0, None
+        self._native = {}
         self._formats, self._format_list, self._pending = {}, [], 0
         self.config = Config()
         self.config.update(config or {})
@@ -608,6 +658,19 @@ def run_metadata(pm: Any, info: RunInfo) -> dict[str, Any]:
                         name, exc, info.id)
             pm.unregister(plugin)
     return merged
+
+
+def _getter(take: tuple[int, ...]) -> Any:
+    """A callable picking the values at ``take`` out of a tuple, always as a tuple."""
+    return operator.itemgetter(*take) if len(take) > 1 else (lambda row: (row[take[0]],))
+
+
+def _is_number(name: str, value: Any) -> bool:
+    try:
+        to_number(name, value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _check_step(step: Any) -> int:

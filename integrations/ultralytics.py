@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import epochal
-from epochal.names import canonicalize, epoch_step
+from epochal.names import ULTRALYTICS, canonicalize, epoch_step
 from epochal.store import read_json, write_json_atomic
 
 __all__ = ["STATE_FILE", "EpochalCallbacks", "add_epochal_callbacks", "autolog"]
@@ -164,12 +164,12 @@ class EpochalCallbacks:
         if trainer.metrics is not training.seen:
             metrics.update(trainer.metrics)
             training.seen = trainer.metrics
-        training.run.log_native(metrics, step=epoch_step(epoch), epoch=epoch + 1, split="val")
+        training.run.log_native(metrics, step=epoch_step(epoch), epoch=epoch + 1, dialect=ULTRALYTICS)
         if trainer.stop:  # final_eval strips the optimizer from last.pt/best.pt in place
             _unshare(Path(trainer.last))
 
     def _log_best(self, trainer: Any, training: _Training) -> None:
-        values, originals, _ = canonicalize(trainer.metrics or {}, "val")
+        values, originals, _ = canonicalize(trainer.metrics or {}, dialect=ULTRALYTICS)
         run = training.run
         summary = {f"best/{name}": value for name, value in values.items()}
         summary["best/epoch"] = getattr(trainer.stopper, "best_epoch", None)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import shutil
 
 import nox
 
@@ -27,10 +28,20 @@ def _install(session: nox.Session, extras: str) -> None:
     session.install("-e", f".[{extras}]")
 
 
+def _install_chromium(session: nox.Session) -> None:
+    """Debian's chromium for the report's browser tests, when it is missing (CI runs as root)."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    session.run("apt-get", "update", external=True)
+    session.run("apt-get", "install", "-y", "chromium", external=True,
+                env={"DEBIAN_FRONTEND": "noninteractive"})
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole test suite, every integration included (CI runs this)."""
     _install(session, "all,test")
+    _install_chromium(session)
     session.run("pytest", *(session.posargs or ["tests"]), env=OFFLINE)
 
 

@@ -9,6 +9,7 @@ The module-level ``log``, ``finish``, ``config`` and ``summary`` act on the curr
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .hookspecs import hookimpl
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 __all__ = [
     "init", "log", "finish", "config", "summary", "autolog", "Run", "Config", "Summary",
-    "current_run", "open_run", "runs", "diff", "hookimpl", "Image", "Histogram", "Text", "register_plugin", "unregister_plugin",
+    "current_run", "open_run", "runs", "diff", "report", "hookimpl", "Image", "Histogram", "Text", "register_plugin",
+    "unregister_plugin",
     "__version__",
 ]
 
@@ -65,6 +67,13 @@ def diff(a: str, b: str, dir: str | None = None) -> dict[str, Any]:
     from .query import diff as _diff
 
     return _diff(a, b, dir=dir)
+
+
+def report(runs: Any = None, **options: Any) -> Path:
+    """Write a self-contained HTML file comparing runs; returns its path (see :func:`epochal.reporting.report`)."""
+    from .reporting import report as _report
+
+    return _report(runs, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence
 
 from .records import RowFormat
 
-__all__ = ["MAGIC", "encode_block", "iter_blocks", "read_records", "read_columns"]
+__all__ = ["MAGIC", "encode_block", "iter_blocks", "read_records", "read_columns", "read_series"]
 
 MAGIC = b"EPB1"
 _HEAD = struct.Struct("<4sII")
@@ -116,3 +116,30 @@ def read_columns(path: Path, keys: Sequence[str] | None = None) -> tuple[dict[st
                 out[key][pos : pos + n] = rows[f"v{i}"]
         pos += n
     return out, len(parsed) - len(blocks)
+
+
+def read_series(path: Path, keys: Sequence[str] | None = None) -> tuple[dict[str, dict[str, Any]], list[str], int]:
+    """Each metric's own records: ``{key: {"step", "time", "epoch", "value"}}`` numpy arrays, logged points only.
+
+    Unlike :func:`read_columns` nothing is filled in, so a logged NaN stays apart from "not logged
+    in this record". Also returns every metric name in the file (``keys`` or not) and how many
+    torn or corrupt stretches were skipped.
+    """
+    import numpy as np
+
+    parsed = list(iter_blocks(_read(path)))
+    blocks = [b for b in parsed if b is not None]
+    names = list(dict.fromkeys(k for b in blocks for k in b[0]))
+    parts: dict[str, list[Any]] = {k: [] for k in names if keys is None or k in keys}
+    for block_keys, n, body in blocks:
+        dtype = np.dtype([("step", "<i8"), ("time", "<f8"), ("epoch", "<f8")]
+                         + [(f"v{i}", "<f8") for i in range(len(block_keys))])
+        rows = np.frombuffer(body, dtype=dtype, count=n)
+        for i, key in enumerate(block_keys):
+            if key in parts:
+                parts[key].append((rows["step"], rows["time"], rows["epoch"], rows[f"v{i}"]))
+    series = {
+        key: {field: np.concatenate([p[j] for p in chunks]) for j, field in enumerate(("step", "time", "epoch", "value"))}
+        for key, chunks in parts.items() if chunks
+    }
+    return series, names, len(parsed) - len(blocks)

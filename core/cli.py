@@ -6,6 +6,7 @@
     epochal best --metric val/accuracy [--max | --min] [--project P] [--json]
     epochal export tensorboard [RUN ... | --project P]
     epochal tb [--project P] [--port N]
+    epochal report [RUN ...] [--project P] [--where EXPR] [--metric M ...] [--step N] [-o report.html]
 
 Every command takes ``--dir D`` (default ``EPOCHAL_DIR`` or ``./epochal-runs``). Exit
 status: 0 done, 1 error (unknown run, no runs, ...), 2 bad usage. Needs no pandas.
@@ -224,6 +225,28 @@ def _cmd_tb(args: argparse.Namespace, out: TextIO) -> int:
     return int(serve(root_dir(args.dir), args.project, args.port) or 0)
 
 
+def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from .reporting import report
+
+    path = report(args.runs, project=args.project, where=args.where, metrics=args.metric, output=args.output,
+                  dir=args.dir, step=args.step, title=args.title)
+    out.write(f"report of {path.stat().st_size / 1e6:.1f} MB written: {path}\n")
+    return 0
+
+
+def _add_report(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("report", parents=[common], help="compare runs in one offline HTML file")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run ids (default: every run, or --project's)")
+    p.add_argument("--project", "-p")
+    p.add_argument("--where", "-w", help="keep runs matching e.g. \"config.lr > 0.01 and 'baseline' in tags\"")
+    p.add_argument("--metric", "-m", action="append", help="a metric to show (repeat); NAME:min or NAME:max "
+                   "says which way is better (default: all metrics, direction guessed from the name)")
+    p.add_argument("--step", type=int, help="compare values at this step (default: the last step all runs reached)")
+    p.add_argument("--title")
+    p.add_argument("--output", "-o", default="report.html", help="the HTML file to write (default report.html)")
+    p.set_defaults(func=_cmd_report)
+
+
 # -- the parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -270,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", "-p")
     p.add_argument("--port", type=int)
     p.set_defaults(func=_cmd_tb)
+    _add_report(sub, common)
     return parser
 
 

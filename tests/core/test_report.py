@@ -1,0 +1,179 @@
+"""`epochal report` / `epochal.report()`: run selection, figures, downsampling, bad input (no browser here).
+
+The page itself is opened in a real Chromium by tests/integrations/test_report_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import epochal
+from epochal._report_data import MAX_POINTS, downsample, points_per_trace
+from epochal.cli import main
+from epochal.reporting import ReportError
+
+
+def _payload(path):
+    text = path.read_text(encoding="utf-8")
+    found = re.search(r'<script type="application/json" id="epochal-data">(.*?)</script>', text, re.S)
+    return json.loads(found.group(1)), text
+
+
+def _decode(spec):
+    import base64
+
+    return np.frombuffer(base64.b64decode(spec["bdata"]), dtype="<" + spec["dtype"])
+
+
+@pytest.fixture
+def runs():
+    made = []
+    for lr, depth, losses in ((0.1, 2, [1.0, 0.5, 0.4]), (0.01, 2, [1.0, 0.8, 0.2, 0.3]), (0.01, 3, [0.9, 0.6])):
+        with epochal.init(project="cmp", name=f"lr{lr}-d{depth}", config={"lr": lr, "model": {"depth": depth},
+                          "seed": 7}, tags=["sweep"], system_interval=0) as run:
+            for step, loss in enumerate(losses):
+                run.log({"train/loss": loss, "val/acc": 1 - loss}, step=step)
+        made.append(run)
+    return made
+
+
+def test_downsample_keeps_everything_that_fits_and_min_max_of_every_bucket():
+    values = np.array([3.0, 1.0, 2.0])
+    assert downsample(values, 10).tolist() == [0, 1, 2]
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=100_000)
+    values[31_337] = 50.0  # a spike
+    values[77_000] = -50.0
+    kept = downsample(values, 1000)
+    assert len(kept) <= 1000 and kept[0] == 0 and kept[-1] == len(values) - 1
+    assert 31_337 in kept and 77_000 in kept
+    assert np.all(np.diff(kept) > 0)
+    # every bucket's extremes are there
+    buckets = (1000 - 2) // 2
+    edges = (np.arange(buckets + 1) * len(values)) // buckets
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        part = values[lo:hi]
+        assert values[kept[(kept >= lo) & (kept < hi)]].max() == part.max()
+        assert values[kept[(kept >= lo) & (kept < hi)]].min() == part.min()
+
+
+def test_point_budget_is_shared_between_runs_and_metrics():
+    assert points_per_trace(1, 1) == MAX_POINTS
+    assert points_per_trace(200, 20) == 250
+    assert points_per_trace(10_000, 100) == 100  # never fewer than MIN_POINTS
+
+
+def test_report_tables_and_traces(runs, tmp_path):
+    out = epochal.report(project="cmp", output=tmp_path / "r.html")
+    again = epochal.report(project="cmp", output=tmp_path / "r2.html")  # the module never hides the function
+    assert out.is_file() and again.is_file()
+    data, text = _payload(out)
+    assert [r["name"] for r in data["runs"]] == [r.name for r in runs]
+    charts = {c["title"]: c for c in data["charts"] if c["kind"] == "metric"}
+    assert sorted(charts) == ["train/loss", "val/acc"]
+    loss = charts["train/loss"]
+    assert loss["direction"] == "min" and charts["val/acc"]["direction"] == "max"
+    assert [t["logged"] for t in loss["traces"]] == [3, 4, 2] == [t["kept"] for t in loss["traces"]]
+    assert _decode(loss["traces"][1]["y"]).astype(float).round(6).tolist() == [1.0, 0.8, 0.2, 0.3]
+    assert _decode(loss["traces"][1]["x"]["step"]).tolist() == [0, 1, 2, 3]
+    # runs table: last, best (min for a loss), value at the last step every run reached (1)
+    row = re.search(r'<tr data-run="1">(.*?)</tr>', text).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[5:8] == ["0.3", "0.2", "0.8"]  # train/loss: last, best, at step 1
+    assert "at step 1</th>" in text
+    # config: lr and model.depth differ, seed does not
+    assert re.findall(r'<tr class="differs"><th>(.*?)</th>', text) == ["lr", "model.depth"]
+    assert re.findall(r'<tr class="same"><th>(.*?)</th>', text) == ["seed"]
+    assert "http://" not in text.split("<script>")[0] and "<script src" not in text
+    assert data["parcoords"]["dimensions"][0]["label"] == "lr"
+
+
+def test_chosen_step_metric_direction_and_where(runs, tmp_path):
+    out = epochal.report(project="cmp", metrics=["train/loss:max"], step=0, where="config.lr < 0.05",
+                         output=tmp_path / "r.html")
+    data, text = _payload(out)
+    assert [r["name"] for r in data["runs"]] == ["lr0.01-d2", "lr0.01-d3"]
+    assert [c["title"] for c in data["charts"] if c["kind"] == "metric"] == ["train/loss"]
+    assert "best (max)" in text and "at step 0</th>" in text
+    row = re.findall(r"<td[^>]*>(.*?)</td>", re.search(r'<tr data-run="0">(.*?)</tr>', text).group(1))
+    assert row[5:8] == ["0.3", "1", "1"]
+    out = epochal.report(project="cmp", where="'sweep' in tags and model.depth == 3", output=tmp_path / "r.html")
+    assert [r["name"] for r in _payload(out)[0]["runs"]] == ["lr0.01-d3"]
+
+
+def test_bad_input_lists_close_matches(runs, tmp_path):
+    with pytest.raises(ReportError, match=r"no run 'zzz'"):
+        epochal.report(["zzz"], output=tmp_path / "r.html")
+    with pytest.raises(ReportError, match=r"'train/los'.*closest metrics: train/loss"):
+        epochal.report(metrics=["train/los"], output=tmp_path / "r.html")
+    with pytest.raises(ReportError, match=r"no run has a column 'config.lrr'.*closest columns: config.lr"):
+        epochal.report(where="config.lrr > 0", output=tmp_path / "r.html")
+    with pytest.raises(ReportError, match="Call is not allowed"):
+        epochal.report(where="__import__('os').system('true')", output=tmp_path / "r.html")
+    with pytest.raises(ReportError, match="not an expression"):
+        epochal.report(where="lr >", output=tmp_path / "r.html")
+    with pytest.raises(ReportError, match="no run matches"):
+        epochal.report(where="lr > 5", output=tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli(runs, tmp_path, capsys):
+    target = tmp_path / "out" / "cmp.html"
+    assert main(["report", runs[0].id, runs[2].name, "-m", "val/acc", "-o", str(target)]) == 0
+    assert str(target) in capsys.readouterr().out
+    data, _ = _payload(target)
+    assert [r["id"] for r in data["runs"]] == [runs[0].id, runs[2].id]
+    id_typo = runs[0].id[:-1] + ("x" if runs[0].id[-1] != "x" else "y")
+    assert main(["report", id_typo, "-o", str(tmp_path / "bad.html")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("epochal report: error: no run") and runs[0].id in err
+    assert main(["report", "--metric", "val/ac", "-o", str(tmp_path / "bad.html")]) == 1
+    assert "closest metrics: val/acc" in capsys.readouterr().err
+
+
+def test_nan_inf_empty_crashed_and_malformed_runs_render(tmp_path, run_root):
+    with epochal.init(project="odd", name="nan", system_interval=0) as run:
+        for step, value in enumerate([1.0, math.nan, 2.0, math.inf, -math.inf, 0.5]):
+            run.log({"loss": value}, step=step)
+    with epochal.init(project="odd", name="empty", config={"x": 1}, system_interval=0):
+        pass
+    crashed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, epochal\n"
+        "run = epochal.init(project='odd', name='crashed', system_interval=0)\n"
+        "run.log({'loss': 3.0}, step=0); run.log({'loss': 2.0}, step=1); run.flush()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")], env={**os.environ, "EPOCHAL_DIR": str(run_root)})
+    assert crashed.returncode == -9
+    broken = run_root / "odd" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "run.json").write_text("{not json")
+    (broken / "config.json").write_text("[1, 2")
+    (broken / "metrics.bin").write_bytes(b"EPB1 garbage that is no block")
+    out = epochal.report(project="odd", output=tmp_path / "r.html")
+    data, text = _payload(out)
+    names = [r["name"] for r in data["runs"]]
+    assert sorted(names) == ["broken", "crashed", "empty", "nan"]
+    assert "run.json is unreadable" in text and "config.json is unreadable" in text
+    assert "damaged stretch" in text
+    loss = next(c for c in data["charts"] if c["title"] == "loss")
+    by_run = {data["runs"][t["run"]]["name"]: t for t in loss["traces"]}
+    assert sorted(by_run) == ["crashed", "nan"]
+    nan = by_run["nan"]
+    assert nan["logged"] == nan["kept"] == 6
+    assert nan["nonfinite"]["label"] == ["nan", "inf", "-inf"] and nan["nonfinite"]["step"] == [1, 3, 4]
+    y = _decode(nan["y"])
+    assert np.isnan(y[[1, 3, 4]]).all() and y[[0, 2, 5]].tolist() == [1.0, 2.0, 0.5]
+    assert re.search(r'class="status crashed">crashed', text)
+    assert loss["range"] == [0.5, 3.0]
+
+
+def test_import_epochal_imports_no_charting_library():
+    code = "import sys, epochal; print([m for m in ('plotly', 'numpy', 'pandas') if m in sys.modules])"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

@@ -1,0 +1,165 @@
+"""The report opened in a real headless Chromium with the network off (Debian's chromium, see _chromium.py).
+
+Checks what a reader sees: no console error and no request leaving the page, one trace per run
+in every chart with the logged (or the documented downsampled) number of points, minimum and
+maximum kept, NaN/inf marked, hover text, sorting, the config table's differing keys, the x-axis
+switch, the parallel-coordinates view, and a screenshot that is not blank.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import epochal
+from epochal._report_data import downsample, points_per_trace
+from epochal.query import flatten
+
+from _chromium import Browser
+
+CONFIGS = {
+    "long": {"lr": 0.1, "model": {"depth": 4, "act": "relu"}, "seed": 0},
+    "short": {"lr": 0.01, "model": {"depth": 4, "act": "gelu"}, "seed": 0},
+    "nan": {"lr": 0.5, "model": {"depth": 2, "act": "relu"}, "seed": 0},
+    "empty": {"lr": 0.1, "model": {"depth": 4, "act": "relu"}, "seed": 0, "note": "no metrics"},
+}
+LONG = 5_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with Browser() as chromium:
+        yield chromium
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """Five runs (long and downsampled, short, NaN/inf, no metrics, killed) and their report, made once."""
+    root = tmp_path_factory.mktemp("report-runs")
+    init = lambda **kw: epochal.init(project="web", dir=root, system_interval=0, **kw)  # noqa: E731
+    rng = np.random.default_rng(1)
+    long_loss = np.exp(-np.arange(LONG) / 1000) + rng.normal(0, 0.01, LONG)
+    long_loss[1234] = 9.0  # a spike the downsampling must keep
+    long_loss[4321] = -3.0
+    with init(name="long", config=CONFIGS["long"]) as run:
+        for step, loss in enumerate(long_loss.tolist()):
+            run.log({"train/loss": loss, "val/acc": 1 - loss / 10}, step=step, epoch=step // 1000)
+        for i in range(5):
+            run.log_system({"cpu/percent": 10.0 * i, "memory/percent": 50.0 + i})
+    with init(name="short", config=CONFIGS["short"]) as run:
+        for step in range(50):
+            run.log({"train/loss": 1.0 / (step + 1), "val/acc": step / 50}, step=step)
+        run.log_system({"cpu/percent": 5.0, "memory/percent": 40.0})
+    with init(name="nan", config=CONFIGS["nan"]) as run:
+        for step, loss in enumerate([2.0, math.nan, 1.5, math.inf, -math.inf, 1.0]):
+            run.log({"train/loss": loss}, step=step)
+    with init(name="empty", config=CONFIGS["empty"]):
+        pass
+    child = subprocess.run([sys.executable, "-c", (
+        "import os, signal, epochal\n"
+        "run = epochal.init(project='web', name='crashed', config={'lr': 0.3, 'model': {'depth': 4, 'act': 'relu'},"
+        " 'seed': 0}, system_interval=0)\n"
+        "for step in range(10): run.log({'train/loss': 1.0 - step / 10}, step=step)\n"
+        "run.flush(); os.kill(os.getpid(), signal.SIGKILL)\n")], env={**os.environ, "EPOCHAL_DIR": str(root)})
+    assert child.returncode == -signal.SIGKILL
+    path = epochal.report(project="web", dir=root, output=root / "report.html")
+    return path, {"long": long_loss}
+
+
+def _js(browser, expression):
+    return browser.evaluate(f"(async () => {{ {expression} }})()")
+
+
+def test_report_renders_offline_with_every_point_accounted_for(browser, report):
+    path, series = report
+    browser.errors.clear()
+    browser.blocked.clear()
+    browser.open(path)
+    assert _js(browser, "return await window.epochal.renderAll();") == 5  # 2 metrics, 2 hardware figures, parallel coordinates
+    traces = _js(browser, """
+        const out = {};
+        for (const el of document.querySelectorAll('.chart')) {
+          out[el.dataset.title || el.id] = (el._fullData || []).map((t) => ({
+            name: t.name, kind: t.meta ? t.meta.kind : t.type, n: t.x ? t.x.length : 0,
+            y: t.y ? Array.from(t.y) : null, text: t.text || null}));
+        }
+        return out;""")
+    runs = lambda chart: [t["name"] for t in traces[chart] if t["kind"] == "run"]  # noqa: E731
+    assert runs("train/loss") == ["long", "short", "nan", "crashed"]
+    assert runs("val/acc") == ["long", "short"]
+    loss = {t["name"]: t for t in traces["train/loss"] if t["kind"] == "run"}
+    assert loss["short"]["n"] == 50 and loss["crashed"]["n"] == 10 and loss["nan"]["n"] == 6
+    expected = len(downsample(series["long"], points_per_trace(5, 2)))
+    assert loss["long"]["n"] == expected < LONG
+    kept = np.array(loss["long"]["y"], dtype=np.float32)
+    assert kept.max() == np.float32(9.0) and kept.min() == np.float32(-3.0)
+    assert kept[0] == np.float32(series["long"][0]) and kept[-1] == np.float32(series["long"][-1])
+    assert [v is None for v in loss["nan"]["y"]] == [False, True, False, True, True, False]  # gaps, not breaks
+    marks = [t for t in traces["train/loss"] if t["kind"] == "nonfinite"]
+    assert [(t["name"], t["text"]) for t in marks] == [("nan (nan/inf)", ["nan", "inf", "-inf"])]
+    assert [t["name"] for t in traces["cpu/percent"]] == ["long", "short"] and traces["cpu/percent"][0]["n"] == 5
+    assert browser.errors == [] and browser.blocked == []
+
+
+def test_hover_sort_config_and_axes(browser, report):
+    path, _ = report
+    browser.errors.clear()
+    browser.open(path)
+    _js(browser, "await window.epochal.renderAll();")
+    hover = _js(browser, """
+        const gd = document.querySelector('.chart[data-title="train/loss"]');
+        Plotly.Fx.hover(gd, [{curveNumber: 1, pointNumber: 3}]);
+        return Array.from(gd.querySelectorAll('.hovertext')).map((n) => n.textContent).join('|');""")
+    assert "short" in hover and "0.25" in hover and "step 3" in hover
+
+    visible = """return Array.from(document.querySelectorAll('#config-table tbody tr'))
+        .filter((tr) => getComputedStyle(tr).display !== 'none').map((tr) => tr.cells[0].textContent);"""
+    flat = [flatten(c) for c in CONFIGS.values()] + [flatten({"lr": 0.3, "model": {"depth": 4, "act": "relu"},
+                                                             "seed": 0})]
+    keys = sorted({k for c in flat for k in c})
+    differing = [k for k in keys if len({repr(c.get(k, "<missing>")) for c in flat}) > 1]
+    assert differing == ["lr", "model.act", "model.depth", "note"]
+    assert _js(browser, visible) == differing
+    _js(browser, "document.getElementById('config-all').click();")
+    assert _js(browser, visible) == keys
+
+    names = "return Array.from(document.querySelectorAll('#runs-table tbody tr')).map((tr) => tr.cells[0].childNodes[1].textContent);"
+    assert _js(browser, names) == ["long", "short", "nan", "empty", "crashed"]
+    _js(browser, "document.querySelector('#runs-table thead th').click();")
+    assert _js(browser, names) == ["crashed", "empty", "long", "nan", "short"]
+    _js(browser, "document.querySelector('#runs-table thead th').click();")
+    assert _js(browser, names) == ["short", "nan", "long", "empty", "crashed"]
+    statuses = _js(browser, "return Array.from(document.querySelectorAll('#runs-table td.status')).map((td) => td.textContent);")
+    assert "crashed" in statuses and statuses.count("finished") == 4
+
+    _js(browser, "window.epochal.setMode('epoch'); await new Promise((r) => requestAnimationFrame(r));")
+    epoch_runs = _js(browser, """const gd = document.querySelector('.chart[data-title="train/loss"]');
+        return [gd.layout.xaxis.title.text, gd._fullData.map((t) => t.name)];""")
+    assert epoch_runs == ["epoch", ["long"]]
+    _js(browser, "window.epochal.setMode('time'); await new Promise((r) => requestAnimationFrame(r));")
+    assert _js(browser, """const gd = document.querySelector('.chart[data-title="train/loss"]');
+        return gd._fullData.filter((t) => t.meta.kind === 'run').length;""") == 4
+    dims = _js(browser, "return document.getElementById('parcoords')._fullData[0].dimensions.map((d) => d.label);")
+    assert dims[:4] == differing[:4] and dims[-2:] == ["train/loss (last)", "val/acc (last)"]
+    assert browser.errors == [] and browser.blocked == []
+
+
+def test_screenshot_is_not_blank(browser, report):
+    path, _ = report
+    browser.open(path)
+    _js(browser, "await window.epochal.renderAll();")
+    image = Image.open(io.BytesIO(browser.screenshot())).convert("RGB")
+    pixels = np.asarray(image)
+    assert image.width >= 1000 and image.height >= 1500
+    ink = (pixels < 200).any(axis=2).mean()
+    colours = len(np.unique(pixels.reshape(-1, 3)[::7], axis=0))
+    assert ink > 0.01 and colours > 50, (ink, colours)
+    assert browser.errors == []

@@ -58,7 +58,7 @@ _INIT = inspect.signature(init)
 _T = TypeVar("_T")
 
 _owners: weakref.WeakKeyDictionary[Run, str] = weakref.WeakKeyDictionary()  # own runs -> integration
-_training: weakref.WeakSet[Tracking] = weakref.WeakSet()  # trackings whose own run is mid-training
+_training: set[Tracking] = set()  # trackings mid-training (held: the callback owning one may be dropped first)
 _lock = threading.Lock()
 _exit_hook = False
 
@@ -172,7 +172,8 @@ class Tracking:
     # -- ending ------------------------------------------------------------------------
     def end(self, error: BaseException | str | None = None, *, status: str | None = None) -> None:
         """Training ended: an own run finishes (``failed`` with ``error``); a borrowed one is flushed."""
-        _training.discard(self)
+        with _lock:
+            _training.discard(self)
         run = self._run
         if run is None or run._finished:
             return
@@ -224,7 +225,9 @@ def _error_text(error: BaseException | str | None) -> str | None:
 
 def _fail_unended() -> None:
     """At exit: an own run whose training began and never ended is ``failed``."""
-    for tracking in list(_training):
+    with _lock:
+        unended = list(_training)
+    for tracking in unended:
         if tracking._pid == os.getpid() and tracking.owns:
             tracking.end(f"{tracking.integration}: training did not end (it raised and the program caught the "
                          "exception, or the process exited during training)")
@@ -300,6 +303,11 @@ class CheckpointPolicy:
         self._last: tuple[str, dict[str, Any]] | None = None
         self._best: tuple[str, dict[str, Any]] | None = None
         self._stored: dict[str, str] = {}  # path -> version recorded ("all")
+
+    @property
+    def seen(self) -> bool:
+        """True once the framework reported a saved checkpoint (an integration may save one itself if not)."""
+        return self._last is not None
 
     def saved(self, run: Run, path: str | os.PathLike[str], *, best: bool | None = None,
               metadata: Mapping[str, Any] | None = None) -> None:

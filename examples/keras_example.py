@@ -39,9 +39,9 @@ def main() -> None:
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
 
-    tracker = EpochalCallback(project=os.environ.get("EPOCHAL_PROJECT", "keras-example"), name=f"dense-{keras.backend.backend()}", dir=args.dir,
-                              log_every_n_batches=4)
-    with tempfile.TemporaryDirectory() as tmp:  # the checkpoints' own folder; epochal keeps copies
+    tracker = EpochalCallback(project=os.environ.get("EPOCHAL_PROJECT", "keras-example"),
+                              name=f"dense-{keras.backend.backend()}", dir=args.dir, log_every_n_batches=4)
+    with tempfile.TemporaryDirectory() as tmp:  # the checkpoint's own folder; the best one is stored at the end
         callbacks = [
             keras.callbacks.ModelCheckpoint(os.path.join(tmp, "best.keras"), monitor="val_accuracy",
                                             save_best_only=True),
@@ -49,8 +49,8 @@ def main() -> None:
             tracker,
         ]
         model.fit(x, y, batch_size=32, epochs=5, validation_split=0.2, callbacks=callbacks, verbose=2)
-    model.evaluate(x_test, y_test, callbacks=[tracker], verbose=0)  # -> test/* in the summary
-    tracker.finish()
+    # the run finished with the fit; evaluate() reopens it for test/* in the summary, then finishes it again
+    model.evaluate(x_test, y_test, callbacks=[tracker], verbose=0)
 
     run = tracker.run
     summary = read_json(run.dir / "summary.json", {})

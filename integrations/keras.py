@@ -4,41 +4,30 @@
     model.fit(x, y, validation_data=(xv, yv), callbacks=[ModelCheckpoint("best.keras"), cb])
     model.evaluate(x_test, y_test, callbacks=[cb])      # -> test/loss, test/accuracy in the summary
 
-Records the fit settings, the optimizer's config, parameter counts and a text summary of the
-model; epoch-end logs under canonical names (``loss`` -> ``train/loss``, ``val_accuracy`` ->
-``val/accuracy``) with ``lr`` (schedules evaluated at the optimizer's iteration count), all at
-step = ``optimizer.iterations`` and epoch = epochs completed (fractional for batch points);
-what any ``ModelCheckpoint`` of the same fit saves, as versions of an artifact named after its
-file (``latest``, and ``best`` by the checkpoint's own monitor and mode); early stopping.
+Which run, ending and failure follow :mod:`epochal.lifecycle`: a run passed in or opened by the
+user is logged into and left open; else each fit opens its own run and finishes it when the fit
+ends. An ``evaluate()`` with the callback after ``fit()`` reopens that model's run to add
+``test/*`` and finishes it again; another fit of the same model continues it. Keras calls no
+callback when ``fit`` raises: under ``autolog()`` the run is ``failed`` at once, else at exit.
 
-Without ``run=``, the callback logs into the current run (``epochal.init`` before ``fit``) or,
-given ``epochal.init`` arguments or no current run, starts its own at the first ``fit`` and keeps
-it open for ``evaluate``; it ends at interpreter exit, on ``cb.finish()`` or ``epochal.finish()``.
+Records fit settings, the optimizer's config, parameter counts and ``model.summary()``;
+epoch-end logs under canonical names (``val_accuracy`` -> ``val/accuracy``) with ``lr``, at
+step = ``optimizer.iterations`` and epoch = epochs completed (fractional for batch points).
 
-Failure: Keras calls no callback when ``fit`` raises. Under ``autolog()`` the patched ``fit``
-marks the run ``failed`` at once. A plain callback's own run is marked ``failed`` by epochal's
-``sys.excepthook`` when the exception is uncaught, and at interpreter exit when it was caught
-(a ``fit`` that began and never reached ``on_train_end``). A run passed in is the caller's.
-
-Checkpoints are seen by wrapping ``ModelCheckpoint._save_model`` while a fit with this callback
-runs (Keras offers callbacks no view of each other); the wrapper does nothing for other models and
-is removed at the end of the fit (after a fit that raised: at exit). Each saved file is stored as
-a version of an artifact (the core stores copies by default, so Keras rewriting the path in place
-later is harmless). ``batch_size`` is known only under
-``autolog()`` (Keras does not tell callbacks); pass it in ``config=`` otherwise.
+Checkpoints (``checkpoints="best"|"last"|"all"|False``, :class:`epochal.lifecycle.CheckpointPolicy`):
+what the fit's ``ModelCheckpoint`` callbacks save, the best by each one's own monitor and mode
+(a fixed path rewritten every epoch holds the last, not the best); a fit without one saves the
+model once at its end (``model.keras``). Resume: with ``keras.callbacks.BackupAndRestore`` in the
+fit, the run's marker goes into its ``backup_dir`` and a fit restored from it continues the run.
+``batch_size`` is known only under ``autolog()``; pass it in ``config=`` otherwise.
 """
 
 from __future__ import annotations
 
-import atexit
 import functools
-import inspect
-import logging
-import math
 import os
-import re
 import tempfile
-import traceback
+import weakref
 from typing import Any, Callable, Mapping
 
 try:
@@ -50,426 +39,177 @@ except ModuleNotFoundError as exc:
 if int(keras.version().split(".")[0]) < 3:
     raise ImportError(f"EpochalCallback needs Keras 3, found {keras.version()}: pip install 'epochal[keras]'")
 
-import epochal
+from epochal.lifecycle import Checkpoints, CheckpointPolicy, Tracking, read_marker, write_marker
 from epochal.run import Run
-from epochal.values import to_number
+
+from ._keras_facts import file_state, fit_callbacks, fit_facts, iterations, learning_rate, scalars, summary_text
 
 __all__ = ["EpochalCallback", "autolog"]
-
-log = logging.getLogger("epochal")
-_Checkpoint = keras.callbacks.ModelCheckpoint
-_FIT_ARGS = ("batch_size", "epochs", "steps_per_epoch", "initial_epoch", "validation_split", "validation_freq",
-             "shuffle")
-
 
 class EpochalCallback(keras.callbacks.Callback):
     """Track ``model.fit`` / ``model.evaluate`` in an epochal run.
 
     ``log_every_n_batches``: also log the running train metrics every N optimizer steps.
-    ``log_checkpoints``: ``True`` (every ``ModelCheckpoint`` saving this model), ``False``, or
-    the ``ModelCheckpoint`` instances to follow. ``init_kwargs`` go to ``epochal.init``.
+    ``checkpoints``/``keep_last``: see :class:`~epochal.lifecycle.CheckpointPolicy`.
+    ``init_kwargs`` go to ``epochal.init``.
     """
 
     def __init__(self, run: Run | None = None, log_every_n_batches: int | None = None,
-                 log_checkpoints: bool | _Checkpoint | list[_Checkpoint] = True, **init_kwargs: Any) -> None:
+                 checkpoints: Checkpoints | bool = "best", keep_last: int | None = None, **init_kwargs: Any) -> None:
         super().__init__()
-        if run is not None and init_kwargs:
-            raise TypeError("EpochalCallback takes either run= or epochal.init() arguments, not both")
-        inspect.signature(epochal.init).bind(**init_kwargs)  # a TypeError here names the bad argument
         if log_every_n_batches is not None and (type(log_every_n_batches) is not int or log_every_n_batches < 1):
             raise ValueError(f"log_every_n_batches must be a positive int or None, got {log_every_n_batches!r}")
-        if isinstance(log_checkpoints, _Checkpoint):
-            log_checkpoints = [log_checkpoints]
-        if not isinstance(log_checkpoints, bool) and not all(isinstance(c, _Checkpoint) for c in log_checkpoints):
-            raise TypeError("log_checkpoints takes True, False or keras.callbacks.ModelCheckpoint instances")
-        self.run, self._init_kwargs, self._owns_run = run, init_kwargs, False
-        self._follow = log_checkpoints if isinstance(log_checkpoints, bool) else tuple(log_checkpoints)
-        self._every, self._fit_args = log_every_n_batches, {}
-        self._in_fit = self._in_epoch = self._summary_logged = False
-        self._epoch, self._epoch_step, self._last_batch_log = 0, 0, 0
+        self.tracking = Tracking("keras", run=run, **init_kwargs)
+        self._policy_args = {"checkpoints": checkpoints, "keep_last": keep_last}
+        self.policy = CheckpointPolicy(**self._policy_args)  # bad values fail here
+        self._every, self._fit_args, self._data = log_every_n_batches, {}, None
+        self._in_epoch, self._epoch, self._epoch_step, self._last_batch_log = False, 0, 0, 0
+        self._model_ref: Callable[[], Any] = lambda: None
+        self._followed: list[Any] = []
         self._best: dict[int, float] = {}
+        self._summarized: str | None = None
         if log_every_n_batches:  # defined per instance so Keras keeps async dispatch when unused
             self.on_train_batch_end = self._batch_end
 
-    # -- run handling -------------------------------------------------------------------
-    def _ensure_run(self) -> Run:
-        if self.run is None:
-            current = epochal.current_run()
-            if current is not None and not self._init_kwargs:
-                self.run = current
-            else:
-                self.run, self._owns_run = epochal.init(**self._init_kwargs), True
-        return self.run
-
-    def finish(self, status: str | None = None) -> None:
-        """End the run if this callback started it."""
-        if self._owns_run and self.run is not None:
-            self.run.finish(status)
-
-    def _guard(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception:  # tracking never kills training
-            log.warning("epochal: Keras callback step %s failed", fn.__name__, exc_info=True)
-
-    def _stopped(self, error: str) -> None:
-        """fit() left without on_train_end: stop watching; an own run is marked failed."""
-        self._in_fit = self._in_epoch = False
-        _unwatch(self)
-        atexit.unregister(self._at_exit)
-        if self._owns_run and self.run is not None:
-            self.run.finish("failed", error=error)
-
-    def _at_exit(self) -> None:
-        if self._in_fit:
-            self._stopped("model.fit() raised before on_train_end (the exception was caught by the program)")
-
-    # -- readings -------------------------------------------------------------------------
-    def _iterations(self) -> int:
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-
-    def _learning_rate(self) -> float | None:
-        try:
-            return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        except Exception:
-            return None
-
-    def _batch_step(self, batch: int) -> int:
-        """The optimizer step after ``batch`` (counted, since JAX detaches variables inside an epoch)."""
-        accumulate = getattr(self.model.optimizer, "gradient_accumulation_steps", None) or 1
-        return self._epoch_step + (batch + 1) // accumulate
-
-    def _batch_epoch(self, batch: int) -> float | int:
-        steps = (self.params or {}).get("steps")
-        return self._epoch + (batch + 1) / steps if steps else self._epoch
+    @property
+    def run(self) -> Run | None:
+        """The run of the current (or last) fit or evaluate."""
+        return self.tracking.run
 
     # -- fit ------------------------------------------------------------------------------
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        self._guard(self._train_begin)
+        with self.tracking.guard("on_train_begin"):
+            self._train_begin()
 
     def _train_begin(self) -> None:
-        run = self._ensure_run()
-        self._in_fit = True
-        _watch(self)
-        if self._owns_run:
-            atexit.register(self._at_exit)
-        model = self.model
-        self._epoch_step = self._last_batch_log = self._iterations()
-        params = self.params or {}
-        config: dict[str, Any] = {"epochs": params.get("epochs"), "steps_per_epoch": params.get("steps")}
-        config.update(self._fit_args)
-        config["optimizer"] = _optimizer_config(model.optimizer)
-        config["model"] = {"class": type(model).__name__, "name": model.name, "params": _param_counts(model)}
-        config["loss"] = _loss_name(model.loss)
-        run.config.setdefaults({k: v for k, v in config.items() if v is not None})
+        model, others = self.model, fit_callbacks(self)
+        backups = [c.backup_dir for c in others if isinstance(c, keras.callbacks.BackupAndRestore)]
+        restored = [read_marker(d) for d in backups if os.path.isfile(os.path.join(d, "training_metadata.json"))]
+        resume = next((m for m in restored if m), None)
+        same_model = self._model_ref() is model
+        run = self.tracking.reopen() if same_model and resume is None else self.tracking.start(resume=resume)
+        self._model_ref = weakref.ref(model)
+        if self.tracking.owns and not run.disabled:
+            for folder in backups:
+                self.tracking.call("resume marker", write_marker, folder, run)
+        self.policy = CheckpointPolicy(**self._policy_args)
+        self._best.clear()
+        self._followed = [c for c in others if isinstance(c, keras.callbacks.ModelCheckpoint)] if self.policy.mode else []
+        for checkpoint in self._followed:
+            checkpoint._save_model = self._follower(checkpoint, type(checkpoint)._save_model.__get__(checkpoint))
+        self._epoch_step = self._last_batch_log = iterations(model)
+        run.config.setdefaults({**fit_facts(model, self.params), **self._fit_args})
         run.set_metadata(keras={"version": keras.version(), "backend": keras.backend.backend()})
-        if not self._summary_logged:
-            self._summary_logged = True
-            self._log_summary(model)
+        if self._data is not None:
+            self.tracking.call("log_dataset", run.log_dataset, self._data, "train")
+            self._data = None
+        if self._summarized != run.id:
+            self._summarized = run.id
+            self._store_text(run, summary_text(model))
 
-    def _log_summary(self, model: Any) -> None:
-        lines: list[str] = []
-        model.summary(print_fn=lambda text, *a, **k: lines.append(str(text)))
+    def _store_text(self, run: Run, text: str) -> None:
         with tempfile.TemporaryDirectory(prefix="epochal-keras-") as tmp:
             path = os.path.join(tmp, "model_summary.txt")
             with open(path, "w", encoding="utf-8") as handle:
-                handle.write("\n".join(lines).rstrip() + "\n")
-            self.run.log_artifact(path, name="model-summary", type="text")
+                handle.write(text)
+            run.log_artifact(path, name="model-summary", type="text")
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._epoch, self._in_epoch = epoch, True
-        self._guard(self._epoch_begin)
-
-    def _epoch_begin(self) -> None:
-        self._epoch_step = self._iterations()
+        with self.tracking.guard("on_epoch_begin"):
+            self._epoch_step = iterations(self.model)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._in_epoch = False
-        self._guard(self._epoch_end, epoch, logs)
-
-    def _epoch_end(self, epoch: int, logs: Mapping[str, Any] | None) -> None:
-        values = _scalars(logs)
-        values.pop("learning_rate", None)  # LearningRateScheduler's copy; ours is read below
-        values.pop("lr", None)
-        lr = self._learning_rate()
-        if lr is not None:
-            values["lr"] = lr
-        self.run.log_native(values, step=self._iterations(), epoch=epoch + 1)
+        with self.tracking.guard("on_epoch_end"):
+            values = scalars(logs)
+            for key in ("learning_rate", "lr"):  # LearningRateScheduler's copy; ours is read below
+                values.pop(key, None)
+            lr = learning_rate(self.model)
+            if lr is not None:
+                values["lr"] = lr
+            self.run.log_native(values, step=iterations(self.model), epoch=epoch + 1)
 
     def _batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         step = self._batch_step(batch)
         if step - self._last_batch_log >= self._every:
             self._last_batch_log = step
-            self._guard(lambda: self.run.log_native(_scalars(logs), step=step, epoch=self._batch_epoch(batch)))
+            with self.tracking.guard("on_train_batch_end"):
+                self.run.log_native(scalars(logs), step=step, epoch=self._batch_epoch(batch))
+
+    def _batch_step(self, batch: int | None) -> int:
+        """The optimizer step after ``batch`` (counted: JAX detaches variables inside an epoch)."""
+        if batch is None:
+            return iterations(self.model)
+        accumulate = getattr(self.model.optimizer, "gradient_accumulation_steps", None) or 1
+        return self._epoch_step + (batch + 1) // accumulate
+
+    def _batch_epoch(self, batch: int | None) -> float | int:
+        steps = (self.params or {}).get("steps")
+        return self._epoch + 1 if batch is None else self._epoch + (batch + 1) / steps if steps else self._epoch
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        self._in_fit = self._in_epoch = False
-        _unwatch(self)
-        atexit.unregister(self._at_exit)
-        self._guard(self._train_end)
+        self._in_epoch = False
+        with self.tracking.guard("on_train_end"):
+            self._train_end()
+        self.tracking.end()
 
     def _train_end(self) -> None:
-        if getattr(self.model, "stop_training", False):
-            self.run.summary.update(stopped_early=True, stopped_epoch=self._epoch + 1)
-            self.run.set_metadata(stopped_early=True, stopped_epoch=self._epoch + 1)
-        self.run.flush()
-
-    # -- evaluate ---------------------------------------------------------------------------
-    def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        if not self._in_epoch:  # inside an epoch it is fit's validation, already in val_* logs
-            self._guard(self._test_end, logs)
-
-    def _test_end(self, logs: Mapping[str, Any] | None) -> None:
-        run = self._ensure_run()
-        step = self._iterations() if self.model.optimizer is not None else None
-        run.log_native(_scalars(logs), step=step, split="test")
-        run.flush()
-
-    # -- checkpoints ------------------------------------------------------------------------
-    def _follows(self, checkpoint: _Checkpoint) -> bool:
-        if self.run is None or checkpoint.model is not self.model:
-            return False
-        return self._follow is True or any(c is checkpoint for c in self._follow or ())
-
-    def _checkpoint_saved(self, ckpt: _Checkpoint, path: str, before: Any, best_before: Any, epoch: int,
-                          batch: int | None, logs: Mapping[str, Any] | None) -> None:
-        if _stat(path) in (None, before):
-            return  # not saved this time (save_best_only without improvement)
-        value = _scalars(logs).get(ckpt.monitor)
-        if ckpt.save_best_only:
-            improved = value is not None and best_before != ckpt.best
+        run, model = self.run, self.model
+        self._unfollow()
+        if getattr(model, "stop_training", False):
+            run.summary.update(stopped_early=True, stopped_epoch=self._epoch + 1)
+            run.set_metadata(stopped_early=True, stopped_epoch=self._epoch + 1)
+        if self.policy.mode and not self.policy.seen and not run.disabled:
+            with tempfile.TemporaryDirectory(prefix="epochal-keras-") as tmp:  # no ModelCheckpoint saved one
+                path = os.path.join(tmp, "model.keras")
+                model.save(path)
+                self.policy.end(run, last=path, metadata={"epoch": self._epoch + 1, "step": iterations(model)})
         else:
+            self.policy.end(run)
+
+    def _unfollow(self) -> None:
+        for checkpoint in self._followed:
+            checkpoint.__dict__.pop("_save_model", None)
+        self._followed = []
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _follower(self, ckpt: Any, save: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(save)
+        def _save_model(epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> Any:
+            path = self.tracking.call("checkpoint path", ckpt._get_file_path, epoch, batch, logs or {})
+            before = file_state(path) if path else None
+            result = save(epoch=epoch, batch=batch, logs=logs)
+            if path and file_state(path) not in (None, before):
+                with self.tracking.guard("checkpoint"):
+                    self._saved(ckpt, path, epoch, batch, logs)
+            return result
+
+        return _save_model
+
+    def _saved(self, ckpt: Any, path: str, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> None:
+        value = scalars(logs).get(ckpt.monitor)
+        best = None  # not monitored, or a fixed path saved every time: it holds the last, not the best
+        if value is not None and (ckpt.save_best_only or "{" in ckpt.filepath):
             previous = self._best.get(id(ckpt))
-            maximize = _maximize(ckpt)
-            improved = value is not None and (
-                previous is None or (value > previous if maximize else value < previous))
-            if improved:
+            best = previous is None or bool(ckpt._is_improvement(value, previous))
+            if best:
                 self._best[id(ckpt)] = value
-        if self.run.disabled:
+        self.policy.saved(self.run, path, best=best, metadata={
+            "epoch": self._batch_epoch(batch), "step": self._batch_step(batch), "monitor": ckpt.monitor, "value": value,
+            "weights_only": ckpt.save_weights_only})
+
+    # -- evaluate -------------------------------------------------------------------------
+    def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._in_epoch:  # fit's validation: already in the epoch's val_* logs
             return
-        step = self._iterations() if batch is None else self._batch_step(batch)
-        # The core stores a copy (not a link) by default, so Keras rewriting this path later is harmless.
-        self.run.log_artifact(
-            path, name=_artifact_name(ckpt.filepath), type="model",
-            aliases=("latest", "best") if improved else ("latest",),
-            metadata={"epoch": epoch + 1 if batch is None else self._batch_epoch(batch), "step": step,
-                      "monitor": ckpt.monitor, "value": value, "weights_only": ckpt.save_weights_only,
-                      "source": os.path.abspath(path)},
-        )
+        with self.tracking.guard("evaluate"):
+            fitted = self._model_ref() is self.model
+            run = self.tracking.reopen() if fitted else self.tracking.start()
+            self._model_ref = weakref.ref(self.model)
+            step = iterations(self.model) if self.model.optimizer is not None else None
+            run.log_native(scalars(logs), step=step, epoch=self._epoch + 1 if fitted else None, split="test")
+        self.tracking.end()
 
 
-# -- helpers ---------------------------------------------------------------------------------
-def _scalars(logs: Mapping[str, Any] | None) -> dict[str, float | int]:
-    out = {}
-    for key, value in (logs or {}).items():
-        try:
-            out[key] = to_number(key, value)
-        except (TypeError, ValueError):
-            log.debug("epochal: Keras log %r is not a scalar; skipped", key)
-    return out
-
-
-def _loss_name(loss: Any) -> Any:
-    if loss is None or isinstance(loss, str):
-        return loss
-    if isinstance(loss, Mapping):
-        return {str(k): _loss_name(v) for k, v in loss.items()}
-    if isinstance(loss, (list, tuple)):
-        return [_loss_name(v) for v in loss]
-    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
-
-
-def _optimizer_config(optimizer: Any) -> dict[str, Any]:
-    config = dict(optimizer.get_config())
-    lr = config.get("learning_rate")
-    if isinstance(lr, dict):  # a serialized LearningRateSchedule
-        config["learning_rate"] = {"class": lr.get("class_name"), **(lr.get("config") or {})}
-    return {"class": type(optimizer).__name__, **config}
-
-
-def _param_counts(model: Any) -> dict[str, int]:
-    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
-    frozen = sum(math.prod(w.shape) for w in model.non_trainable_weights)
-    return {"trainable": int(trainable), "non_trainable": int(frozen), "total": int(trainable + frozen)}
-
-
-def _maximize(ckpt: _Checkpoint) -> bool:
-    if ckpt.mode in ("min", "max"):
-        return ckpt.mode == "max"
-    if ckpt.monitor_op is not None:
-        return ckpt.monitor_op is keras.ops.greater
-    return not ckpt.monitor.endswith("loss")
-
-
-def _artifact_name(template: str) -> str:
-    """``ckpt/model-{epoch:02d}.keras`` -> ``model``: the file name without placeholders and extension."""
-    base = os.path.basename(template)
-    for ext in (".weights.h5", ".keras", ".h5"):
-        if base.endswith(ext):
-            base = base[: -len(ext)]
-            break
-    base = re.sub(r"\{[^}]*\}", "", base)
-    base = re.sub(r"[^A-Za-z0-9._-]+", "-", base)
-    return re.sub(r"[-_.]{2,}", "-", base).strip("-_.") or "checkpoint"
-
-
-def _stat(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size, st.st_ino
-
-
-# -- the ModelCheckpoint watch ------------------------------------------------------------------
-_watchers: list[EpochalCallback] = []
-_save_original: list[Any] = []
-
-
-def _watch(callback: EpochalCallback) -> None:
-    if callback._follow is False or callback in _watchers:
-        return
-    _watchers.append(callback)
-    original = _Checkpoint.__dict__.get("_save_model")
-    if _save_original or original is None:
-        return
-    if list(inspect.signature(original).parameters) != ["self", "epoch", "batch", "logs"]:
-        log.info("epochal: ModelCheckpoint of Keras %s cannot be followed; checkpoints not logged", keras.version())
-        return
-
-    @functools.wraps(original)
-    def _save_model(self, epoch, batch, logs):
-        followers = [w for w in _watchers if w._follows(self)]
-        try:
-            path = self._get_file_path(epoch, batch, logs or {}) if followers else None
-            before, best_before = (_stat(path) if path else None), self.best
-        except Exception:
-            path = None
-        result = original(self, epoch, batch, logs)
-        for follower in followers if path else ():
-            follower._guard(follower._checkpoint_saved, self, path, before, best_before, epoch, batch, logs)
-        return result
-
-    _save_original.append(original)
-    _Checkpoint._save_model = _save_model
-
-
-def _unwatch(callback: EpochalCallback) -> None:
-    if callback in _watchers:
-        _watchers.remove(callback)
-    if not _watchers and _save_original:
-        _Checkpoint._save_model = _save_original.pop()
-
-
-# -- autolog ----------------------------------------------------------------------------------------
-_MISSING = object()
-_patched: dict[str, Any] = {}  # attribute -> what keras.Model.__dict__ held before (or _MISSING)
-_auto: dict[str, Any] = {}  # "options": EpochalCallback arguments; "last": the last autolog callback
-
-
-def autolog(disable: bool = False, log_every_n_batches: int | None = None, log_checkpoints: bool = True,
-            **init_kwargs: Any) -> None:
-    """Track every ``keras.Model.fit`` (one run per model) and the ``evaluate`` after it.
-
-    A fit given its own ``EpochalCallback`` keeps it. ``disable=True`` restores ``fit`` and
-    ``evaluate`` exactly and finishes the last run autolog started.
-    """
-    if disable:
-        for name, before in _patched.items():
-            if before is _MISSING:
-                delattr(keras.Model, name)
-            else:
-                setattr(keras.Model, name, before)
-        _patched.clear()
-        last = _auto.pop("last", None)
-        if last is not None:
-            last.finish()
-        return
-    options = dict(log_every_n_batches=log_every_n_batches, log_checkpoints=log_checkpoints, **init_kwargs)
-    EpochalCallback(**options)  # user errors surface now, not at the first fit
-    _auto["options"] = options
-    if not _patched:
-        for name, wrap in (("fit", _patched_fit), ("evaluate", _patched_evaluate)):
-            _patched[name] = keras.Model.__dict__.get(name, _MISSING)
-            setattr(keras.Model, name, wrap(getattr(keras.Model, name)))
-
-
-def _is_open(callback: EpochalCallback | None, model: Any) -> bool:
-    return (callback is not None and callback.model is model and callback.run is not None
-            and callback.run.metadata.get("status", "running") == "running")
-
-
-def _callbacks_of(bound: inspect.BoundArguments) -> list[Any] | None:
-    callbacks = bound.arguments.get("callbacks")
-    if isinstance(callbacks, keras.callbacks.CallbackList):
-        return None  # Keras' own nested call (fit's validation) or an expert's list: leave it
-    if not callbacks:
-        return []
-    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
-
-
-def _prepare_fit(model: Any, bound: inspect.BoundArguments) -> EpochalCallback | None:
-    callbacks = _callbacks_of(bound)
-    if callbacks is None:
-        return None
-    mine = next((c for c in callbacks if isinstance(c, EpochalCallback)), None)
-    if mine is not None:
-        return mine
-    last = _auto.get("last")
-    if _is_open(last, model):
-        callback = last
-    else:
-        if last is not None:
-            last.finish()
-        callback = _auto["last"] = EpochalCallback(**_auto["options"])
-    arguments = {k: p.default for k, p in bound.signature.parameters.items()} | dict(bound.arguments)
-    callback._fit_args = {k: arguments.get(k) for k in _FIT_ARGS if arguments.get(k) is not None}
-    x = arguments.get("x")
-    if arguments.get("batch_size") is None and hasattr(x, "shape") and arguments.get("steps_per_epoch") is None:
-        callback._fit_args["batch_size"] = 32  # Keras' default for arrays
-    bound.arguments["callbacks"] = [*callbacks, callback]
-    if hasattr(x, "shape"):
-        callback._guard(lambda: callback._ensure_run().log_dataset(x, "train"))
-    return callback
-
-
-def _patched_fit(original: Callable[..., Any]) -> Callable[..., Any]:
-    signature = inspect.signature(original)
-
-    @functools.wraps(original)
-    def fit(self, *args, **kwargs):
-        try:
-            bound = signature.bind(self, *args, **kwargs)
-            callback = _prepare_fit(self, bound)
-            args, kwargs = bound.args[1:], bound.kwargs
-        except Exception:
-            log.warning("epochal: Keras autolog could not prepare this fit; it runs untracked", exc_info=True)
-            callback = None
-        try:
-            return original(self, *args, **kwargs)
-        except BaseException as exc:
-            if callback is not None:
-                callback._stopped("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-            raise
-
-    return fit
-
-
-def _patched_evaluate(original: Callable[..., Any]) -> Callable[..., Any]:
-    signature = inspect.signature(original)
-
-    @functools.wraps(original)
-    def evaluate(self, *args, **kwargs):
-        last = _auto.get("last")
-        if _is_open(last, self) and not last._in_fit:
-            try:
-                bound = signature.bind(self, *args, **kwargs)
-                callbacks = _callbacks_of(bound)
-                if callbacks is not None and last not in callbacks:
-                    bound.arguments["callbacks"] = [*callbacks, last]
-                    args, kwargs = bound.args[1:], bound.kwargs
-            except Exception:
-                log.debug("epochal: Keras autolog could not add its callback to evaluate()", exc_info=True)
-        return original(self, *args, **kwargs)
-
-    return evaluate
+from ._keras_autolog import autolog  # noqa: E402  (uses EpochalCallback)

@@ -82,9 +82,12 @@ def test_a_training_that_never_ends_reads_failed_after_exit(tmp_path):
         "except ValueError:\n"
         "    pass\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-    meta = json.loads((tmp_path / "p" / "r1" / "run.json").read_text())
-    assert meta["status"] == "failed" and "training did not end" in meta["error"]
+    code_dropped = code.replace("r1", "r2").replace("t.start()\n", "t.start()\ndel t\nimport gc; gc.collect()\n")
+    for program in (code, code_dropped):  # also when the callback holding the Tracking was dropped
+        subprocess.run([sys.executable, "-c", program], check=True, timeout=120)
+    for run_id in ("r1", "r2"):
+        meta = json.loads((tmp_path / "p" / run_id / "run.json").read_text())
+        assert meta["status"] == "failed" and "training did not end" in meta["error"]
 
 
 def test_reopen_resumes_the_own_run_and_closes_it_again():
@@ -180,9 +183,11 @@ def test_checkpoint_policy(tmp_path, mode, stored, best_alias):
 def test_checkpoint_policy_without_a_monitor_keeps_the_last(tmp_path):
     run = epochal.init(project="p")
     policy = CheckpointPolicy()
+    assert not policy.seen
     for name in ("a.ckpt", "b.ckpt"):
         (tmp_path / name).write_text(name)
         policy.saved(run, tmp_path / name)
+    assert policy.seen  # the framework saved something: the integration need not save one itself
     policy.end(run)
     assert [v.metadata["filename"] for v in list_versions(run.dir)] == ["b.ckpt"]
     run.finish()

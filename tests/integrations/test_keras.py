@@ -53,16 +53,26 @@ def _scenarios(root: Path) -> dict:
             if epoch == 1:
                 raise RuntimeError("boom in epoch 2")
 
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("interrupted in epoch 3")
+
     errors = {}
     for label, kwargs in {"every": {"log_every_n_batches": 0}, "init": {"bogus": 1},
-                          "ckpt": {"log_checkpoints": ["x"]}}.items():
+                          "ckpt": {"checkpoints": "sometimes"}}.items():
         try:
             EpochalCallback(**kwargs)
         except (TypeError, ValueError) as exc:
             errors[label] = type(exc).__name__
     out["errors"] = errors
-    save_model = keras.callbacks.ModelCheckpoint._save_model
     fit, evaluate = keras.Model.fit, keras.Model.evaluate
+
+    import epochal
+    from epochal.lifecycle import Tracking
+
+    def status(run):
+        return read_json(run.dir / "run.json")["status"]
 
     # plain callback: schedule, batch points, two ModelCheckpoints (one before, one after it), evaluate
     net = model(keras.optimizers.schedules.ExponentialDecay(LR0, decay_steps=DECAY_STEPS, decay_rate=DECAY_RATE))
@@ -70,18 +80,31 @@ def _scenarios(root: Path) -> dict:
     best = keras.callbacks.ModelCheckpoint(str(root / "ckpt" / "best.keras"), monitor="val_loss", save_best_only=True)
     last = keras.callbacks.ModelCheckpoint(str(root / "ckpt" / "last.weights.h5"), save_weights_only=True)
     history = net.fit(x, y, batch_size=16, epochs=3, validation_data=(xt, yt), callbacks=[best, cb, last], verbose=0)
-    out["plain"] = {"id": cb.run.id, "history": history.history,
-                    "test": net.evaluate(xt, yt, callbacks=[cb], verbose=0, return_dict=True)}
-    cb.finish()
+    plain = cb.run
+    out["plain"] = {"id": plain.id, "history": history.history, "status_after_fit": status(plain),
+                    "current_after_fit": epochal.current_run() is not None,
+                    "best_sha": hashlib.sha256((root / "ckpt" / "best.keras").read_bytes()).hexdigest(),
+                    "followers_left": ["_save_model" in vars(c) for c in (best, last)]}
+    # another integration's training after the Keras fit gets a run of its own
+    other = Tracking("sklearn")
+    out["plain"]["other_is_new"] = other.start().id != plain.id
+    other.end()
+    out["plain"]["test"] = net.evaluate(xt, yt, callbacks=[cb], verbose=0, return_dict=True)
+    out["plain"]["status_after_evaluate"] = status(plain)
+
+    # checkpoints="all" with an epoch-templated ModelCheckpoint: every save, best by its monitor and mode
+    cb = EpochalCallback(project="all", name="all", checkpoints="all")
+    each = keras.callbacks.ModelCheckpoint(str(root / "each" / "m-{epoch:02d}.weights.h5"), monitor="val_accuracy",
+                                           mode="max", save_weights_only=True)
+    out["all"] = model().fit(x, y, batch_size=16, epochs=3, validation_data=(xt, yt), callbacks=[each, cb],
+                             verbose=0).history
 
     # inside an explicit run, a bare callback logs into it and leaves ending it to the owner
-    import epochal
-
     with epochal.init(project="explicit", name="explicit", config={"mine": 1}) as run:
         model().fit(x, y, batch_size=32, epochs=1, callbacks=[EpochalCallback()], verbose=0)
-        out["explicit_status_in_block"] = read_json(run.dir / "run.json")["status"]
+        out["explicit_status_in_block"] = status(run)
 
-    # autolog: early stopping, evaluate without callbacks, exact restore, nothing tracked after disable
+    # autolog: early stopping, evaluate without callbacks, no ModelCheckpoint (the model saved at the end)
     ek.autolog(project="auto", name="auto")
     net = model()
     stop = keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=1)
@@ -90,8 +113,7 @@ def _scenarios(root: Path) -> dict:
                    "test": net.evaluate(xt, yt, verbose=0, return_dict=True)}
     ek.autolog(disable=True)
     out["restored"] = {"fit": keras.Model.fit is fit and "fit" not in keras.Model.__dict__,
-                       "evaluate": keras.Model.evaluate is evaluate and "evaluate" not in keras.Model.__dict__,
-                       "checkpoint": keras.callbacks.ModelCheckpoint._save_model is save_model}
+                       "evaluate": keras.Model.evaluate is evaluate and "evaluate" not in keras.Model.__dict__}
     model().fit(x, y, epochs=1, verbose=0)
 
     # an exception inside fit: autolog marks the run failed at once, a plain callback's run at exit
@@ -108,6 +130,19 @@ def _scenarios(root: Path) -> dict:
                                                               Boom()], verbose=0)
     except RuntimeError:
         pass
+
+    # BackupAndRestore: a fit interrupted in epoch 3, restarted in a fresh model, continues the same run
+    backup = keras.callbacks.BackupAndRestore(str(root / "backup"))
+    ek.autolog(project="resume", name="resume")
+    try:
+        model().fit(x, y, batch_size=16, epochs=4, callbacks=[backup, Stop()], verbose=0)
+    except RuntimeError:
+        pass
+    ek.autolog(disable=True)
+    out["resume_marker"] = json.loads((root / "backup" / "epochal.json").read_text())
+    cb = EpochalCallback(project="resume")
+    model().fit(x, y, batch_size=16, epochs=4, callbacks=[cb, backup], verbose=0)
+    out["resume_id"] = cb.run.id
     out["tensorflow"] = "tensorflow" in sys.modules
     return out
 
@@ -178,37 +213,56 @@ def test_config_holds_fit_optimizer_and_model_facts(scenario):
     assert "Total params" in text and "dense" in text
 
 
-def test_checkpoints_are_versioned_with_best_and_latest(scenario):
+def _model_versions(run_dir: Path) -> tuple[list[dict], dict]:
+    item = read_manifest(run_dir)["artifacts"]["model"]
+    for version in item["versions"]:  # Keras rewrites its files in place: what is stored stays intact
+        assert hashlib.sha256((run_dir / version["path"]).read_bytes()).hexdigest() == version["sha256"]
+    return item["versions"], item["aliases"]
+
+
+def test_the_best_checkpoint_by_its_monitor_is_the_model_artifact(scenario):
     runs, result = scenario
     run_dir, val_loss = _run(runs, "plain", "plain"), result["plain"]["history"]["val_loss"]
-    artifacts = read_manifest(run_dir)["artifacts"]
+    versions, aliases = _model_versions(run_dir)
+    assert len(versions) == 1 and aliases == {"best": "v0", "latest": "v0"}
     best_epoch = val_loss.index(min(val_loss)) + 1
-    improvements = [e + 1 for e, v in enumerate(val_loss) if v < min(val_loss[:e], default=math.inf)]
-
-    saved_best = artifacts["best"]  # ModelCheckpoint(save_best_only=True), placed before the callback
-    assert [v["metadata"]["epoch"] for v in saved_best["versions"]] == improvements
-    assert saved_best["aliases"]["best"] == saved_best["aliases"]["latest"] == saved_best["versions"][-1]["version"]
-
-    every = artifacts["last"]  # ModelCheckpoint saving weights every epoch, placed after the callback
-    assert [v["metadata"]["epoch"] for v in every["versions"]] == [1, 2, 3]
-    assert [v["metadata"]["step"] for v in every["versions"]] == [4, 8, 12]
-    assert every["aliases"]["latest"] == "v2"
-    by_version = {v["version"]: v for v in every["versions"]}
-    assert by_version[every["aliases"]["best"]]["metadata"]["epoch"] == best_epoch
-    for version in [*saved_best["versions"], *every["versions"]]:  # Keras rewrites in place: copies stay intact
-        data = (run_dir / version["path"]).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == version["sha256"]
-    assert len({v["sha256"] for v in every["versions"]}) == 3
+    meta = versions[0]["metadata"]
+    assert (meta["filename"], meta["epoch"], meta["monitor"]) == ("best.keras", best_epoch, "val_loss")
+    assert meta["value"] == pytest.approx(min(val_loss), rel=1e-6)
+    assert versions[0]["sha256"] == result["plain"]["best_sha"]
+    assert result["plain"]["followers_left"] == [False, False]  # the ModelCheckpoints are Keras' own again
 
 
-def test_evaluate_after_fit_is_the_test_summary(scenario):
+def test_checkpoints_all_records_every_save_with_best_by_mode_max(scenario):
     runs, result = scenario
-    run_dir, test = _run(runs, "plain", "plain"), result["plain"]["test"]
+    accuracy = result["all"]["val_accuracy"]
+    versions, aliases = _model_versions(_run(runs, "all", "all"))
+    assert [v["metadata"]["epoch"] for v in versions] == [1, 2, 3]
+    assert [v["metadata"]["filename"] for v in versions] == ["m-01.weights.h5", "m-02.weights.h5", "m-03.weights.h5"]
+    best = next(v for v in versions if v["version"] == aliases["best"])
+    assert best["metadata"]["value"] == pytest.approx(max(accuracy), rel=1e-6)
+    assert best["metadata"]["epoch"] == accuracy.index(max(accuracy)) + 1
+
+
+def test_a_default_fit_records_the_model_at_its_end(scenario):
+    versions, aliases = _model_versions(_run(scenario[0], "auto", "auto"))
+    assert [v["metadata"]["filename"] for v in versions] == ["model.keras"]
+    assert aliases == {"best": "v0", "latest": "v0"} and versions[0]["metadata"]["epoch"] == 2
+
+
+def test_the_run_ends_with_the_fit_and_evaluate_reopens_it(scenario):
+    runs, result = scenario
+    run_dir, plain = _run(runs, "plain", "plain"), result["plain"]
+    assert plain["status_after_fit"] == "finished" and plain["current_after_fit"] is False
+    assert plain["other_is_new"] is True  # another integration never logs into the Keras run
+    assert plain["status_after_evaluate"] == "finished"
     summary = read_json(run_dir / "summary.json")
-    assert summary["test/loss"] == pytest.approx(test["loss"], rel=1e-6)
-    assert summary["test/accuracy"] == pytest.approx(test["accuracy"], rel=1e-6)
+    assert summary["test/loss"] == pytest.approx(plain["test"]["loss"], rel=1e-6)
+    assert summary["test/accuracy"] == pytest.approx(plain["test"]["accuracy"], rel=1e-6)
     assert [r["step"] for r in read_metrics(run_dir)[0] if "test/loss" in r] == [12]
-    assert read_json(run_dir / "run.json")["status"] == "finished"
+    meta = read_json(run_dir / "run.json")
+    assert (meta["status"], meta["resumed"]) == ("finished", 1)
+    assert len(list((runs / "plain").iterdir())) == 1
 
 
 def test_autolog_records_early_stopping_and_evaluate_then_restores(scenario):
@@ -223,7 +277,20 @@ def test_autolog_records_early_stopping_and_evaluate_then_restores(scenario):
     assert summary["test/loss"] == pytest.approx(result["auto"]["test"]["loss"], rel=1e-6)
     meta = read_json(run_dir / "run.json")
     assert meta["status"] == "finished" and meta["stopped_early"] is True
-    assert result["restored"] == {"fit": True, "evaluate": True, "checkpoint": True}
+    assert "train" in meta["datasets"]  # the x given to fit, fingerprinted
+    assert result["restored"] == {"fit": True, "evaluate": True}
+
+
+def test_backup_and_restore_continues_the_same_run(scenario):
+    runs, result = scenario
+    run_dir = _run(runs, "resume", "resume")
+    assert result["resume_id"] == run_dir.name == result["resume_marker"]["id"]
+    meta = read_json(run_dir / "run.json")
+    assert (meta["status"], meta["resumed"]) == ("finished", 1)
+    records = [r for r in read_metrics(run_dir)[0] if "train/loss" in r]
+    assert [r["step"] for r in records] == [4, 8, 12, 16]
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert len(list((runs / "resume").iterdir())) == 1
 
 
 def test_an_exception_in_fit_marks_the_run_failed(scenario):
@@ -232,7 +299,7 @@ def test_an_exception_in_fit_marks_the_run_failed(scenario):
     auto = read_json(_run(runs, "failed", "auto") / "run.json")
     assert auto["status"] == "failed" and "boom in epoch 2" in auto["error"]
     plain = read_json(_run(runs, "failed", "plain") / "run.json")  # plain callback: at exit
-    assert plain["status"] == "failed" and "model.fit()" in plain["error"]
+    assert plain["status"] == "failed" and "training did not end" in plain["error"]
     assert [r["epoch"] for r in _epoch_records(_run(runs, "failed", "plain"), "train/loss")] == [1, 2]
 
 
@@ -249,7 +316,7 @@ def test_a_bare_callback_logs_into_the_current_run(scenario):
 
 def test_user_errors_surface_at_construction_and_tensorflow_is_never_imported(scenario):
     result = scenario[1]
-    assert result["errors"] == {"every": "ValueError", "init": "TypeError", "ckpt": "TypeError"}
+    assert result["errors"] == {"every": "ValueError", "init": "TypeError", "ckpt": "ValueError"}
     assert result["tensorflow"] is False
 
 

@@ -263,7 +263,7 @@ table.sortable thead th{cursor:pointer}th.asc:after{content:" ▲"}th.desc:after
 td.missing{color:#aab}#problems{background:#fff4e5;border:1px solid #f5c27a;border-radius:6px;padding:4px 16px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:12px}.grid.small{grid-template-columns:repeat(auto-fill,minmax(380px,1fr))}
 .chart{height:340px;margin:0;border:1px solid #eef0f4;border-radius:6px;min-width:0}.chart.tall{height:460px}.grid.small .chart{height:280px}
-.media{display:flex;gap:12px;flex-wrap:wrap}.media figure{margin:0}.media img{max-width:240px;image-rendering:pixelated}
+.media figure{margin:0}.media img{max-width:240px;max-height:240px;min-width:64px;image-rendering:pixelated}
 """
 
 _JS = r"""

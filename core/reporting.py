@@ -71,6 +71,7 @@ def report(runs: Sequence[str | os.PathLike[str]] | str | None = None, *, projec
     """
     from ._report_data import compare_at, load_run, lower_is_better
     from ._report_html import render_page
+    from ._report_media import media_section
 
     plotly_js = _plotly_js()
     chosen = select_runs([runs] if isinstance(runs, (str, os.PathLike)) else list(runs or ()), project, where, dir)
@@ -88,8 +89,8 @@ def report(runs: Sequence[str | os.PathLike[str]] | str | None = None, *, projec
     directions = {m: lower.get(m, lower_is_better(m)) for m in names}
     steps = compare_at(loaded, names, step)
     system = sorted({k for run in loaded for k in run.system})
-    page = render_page(loaded, names, system, directions, steps, plotly_js,
-                       title or _title(loaded, project), media=_media_section(loaded))
+    media = media_section(loaded)  # before the page: it may note problems on runs
+    page = render_page(loaded, names, system, directions, steps, plotly_js, title or _title(loaded, project), media)
     return _write(Path(output), page)
 
 
@@ -97,10 +98,6 @@ def _title(runs: Sequence[Any], project: str | None) -> str:
     projects = sorted({r.project for r in runs})
     where = project or (projects[0] if len(projects) == 1 else f"{len(projects)} projects")
     return f"epochal report: {len(runs)} run(s) of {where}"
-
-
-def _media_section(runs: Sequence[Any]) -> str:
-    return ""
 
 
 def _write(path: Path, text: str) -> Path:

@@ -120,11 +120,28 @@ def main(argv: list[str] | None = None) -> int:
     print("\nsee them in TensorBoard:  " + " ".join(command))
     where = f" --dir {root}" if "--dir" in command else ""
     print(f"list, inspect, compare:   epochal ls{where};  epochal show RUN{where};  epochal diff A B{where}")
+    reported = write_report(root, table, where)
     if args.tensorboard:
         from epochal.cli import main as cli
 
         cli(command[1:])
-    return 1 if any(o in ("failed", "missing") for o in outcomes.values()) else 0
+    return 1 if any(o in ("failed", "missing") for o in outcomes.values()) or not reported else 0
+
+
+def write_report(root: Path, table, where: str) -> bool:
+    """One offline HTML page comparing the demo's runs; prints its path."""
+    if not len(table):
+        return True
+    import epochal
+
+    try:
+        path = epochal.report([f"{p}/{i}" for p, i in zip(table["project"], table["id"])], dir=root,
+                              output=root / "report.html", title="epochal demo: every framework, one page")
+    except (ImportError, ValueError) as exc:
+        print(f"report not written: {exc}")
+        return False
+    print(f"compare them offline:     {path}  (open it in a browser; made like `epochal report{where}`)")
+    return True
 
 
 if __name__ == "__main__":

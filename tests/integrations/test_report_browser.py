@@ -54,6 +54,8 @@ def report(tmp_path_factory):
             run.log({"train/loss": loss, "val/acc": 1 - loss / 10}, step=step, epoch=step // 1000)
         for i in range(5):
             run.log_system({"cpu/percent": 10.0 * i, "memory/percent": 50.0 + i})
+        run.log({"samples": epochal.Image(np.zeros((8, 8, 3), np.uint8))}, step=LONG)
+        run.log({"samples": epochal.Image(np.full((16, 12, 3), 200, np.uint8), caption="last")}, step=LONG + 1)
     with init(name="short", config=CONFIGS["short"]) as run:
         for step in range(50):
             run.log({"train/loss": 1.0 / (step + 1), "val/acc": step / 50}, step=step)
@@ -149,6 +151,11 @@ def test_hover_sort_config_and_axes(browser, report):
         return gd._fullData.filter((t) => t.meta.kind === 'run').length;""") == 4
     dims = _js(browser, "return document.getElementById('parcoords')._fullData[0].dimensions.map((d) => d.label);")
     assert dims[:4] == differing[:4] and dims[-2:] == ["train/loss (last)", "val/acc (last)"]
+    images = _js(browser, """return Array.from(document.querySelectorAll('#media-table tbody tr')).map((tr) =>
+        [tr.cells[0].textContent, Array.from(tr.cells).slice(1).map((td) => {
+          const img = td.querySelector('img');
+          return img ? [img.naturalWidth, img.naturalHeight, td.textContent] : td.textContent; })]);""")
+    assert images == [["samples", [[12, 16, "step 5001: last"], "—", "—", "—", "—"]]]
     assert browser.errors == [] and browser.blocked == []
 
 

@@ -143,12 +143,17 @@ class Tracking:
                 kwargs.setdefault("dir", resume["root"])
         return self._open(kwargs)
 
-    def reopen(self) -> Run:
-        """Reopen this integration's own finished run (an ``evaluate()`` after ``fit()``); else :meth:`start`."""
+    def reopen(self, **defaults: Any) -> Run:
+        """Reopen this integration's own finished run (an ``evaluate()`` after ``fit()``); else :meth:`start`.
+
+        ``defaults`` are ``epochal.init`` settings for the reopened handle (``system_interval=0``...),
+        as in :meth:`start`; the run's identity (id, project, folder) is always the previous one.
+        """
         if self._owns and self._run is not None and self._run._finished and not self._run.disabled:
             previous = self._run
-            return self._open(dict(id=previous.id, project=previous.project, dir=str(previous.root), resume="must"))
-        return self.start()
+            return self._open({**defaults, **self.init_kwargs, "id": previous.id, "project": previous.project,
+                               "dir": str(previous.root), "resume": "must"})
+        return self.start(**defaults)
 
     def _open(self, kwargs: dict[str, Any]) -> Run:
         try:

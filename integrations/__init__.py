@@ -51,6 +51,12 @@ def enabled() -> list[str]:
     return sorted(_enabled)
 
 
+def _switched(name: str, on: bool) -> None:
+    """An integration's own ``autolog()`` switched it on or off: :func:`enabled` says so."""
+    with _lock:
+        (_enabled.add if on else _enabled.discard)(name)
+
+
 def autolog(disable: bool = False, **kwargs: Any) -> None:
     """Track every training of every installed framework; ``disable=True`` undoes it all.
 

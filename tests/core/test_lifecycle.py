@@ -103,6 +103,17 @@ def test_reopen_resumes_the_own_run_and_closes_it_again():
     assert epochal.open_run(run.id, project=run.project).history()["train/loss"].notna().any()
 
 
+def test_reopen_takes_init_settings_but_keeps_the_runs_identity():
+    tracking = Tracking("sklearn")
+    run = tracking.start(project="p", system_interval=0)
+    tracking.end()
+    again = tracking.reopen(system_interval=0, project="other", id="elsewhere")
+    assert (again.id, again.project, again.root) == (run.id, run.project, run.root)
+    assert again._sampler is None  # system_interval=0 reached the reopened handle
+    tracking.end()
+    assert _status(again) == "finished"
+
+
 def test_guard_swallows_and_warns_once_per_place(caplog):
     tracking = Tracking("fw")
     with caplog.at_level(logging.WARNING, logger="epochal"):

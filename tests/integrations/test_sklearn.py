@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
+import threading
 
+import joblib
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn.metrics
 import sklearn.model_selection
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import RandomForestRegressor
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.gaussian_process import GaussianProcessClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.metrics import f1_score  # bound before autolog(): an unpatched reference
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from sklearn.utils.parallel import Parallel, _FuncWrapper
 
 import epochal
-from epochal.integrations import _sklearn_metrics
+import epochal.integrations
+from epochal.integrations import _sklearn_fit, _sklearn_patch
 from epochal.integrations import sklearn as epochal_sklearn
+from epochal.lifecycle import Tracking
 from epochal.store import read_json, read_metrics
 
 PROJECT = "sk"
@@ -145,7 +155,7 @@ def test_grid_search_parent_and_child_runs(autolog, run_root, binary_data):
     assert summary["best_score"] == pytest.approx(search.best_score_)
     assert summary["best_params"] == search.best_params_ and summary["n_candidates"] == 3
     assert summary["train/accuracy"] == pytest.approx(sklearn.metrics.accuracy_score(y, search.predict(X)))
-    assert summary["test/accuracy"] == pytest.approx(test_accuracy)
+    assert summary["test/accuracy@X_test"] == pytest.approx(test_accuracy)
 
     with open(next((parent_dir / "artifacts" / "cv_results").rglob("cv_results.csv")), newline="") as handle:
         table = list(csv.DictReader(handle))
@@ -178,12 +188,14 @@ def _class_attributes(targets):
 
 def test_disable_restores_the_original_functions(autolog, run_root, binary_data):
     X, y, _, _ = binary_data
-    before = _class_attributes(epochal_sklearn._targets())
+    before = _class_attributes(_sklearn_patch.targets())
     originals = (LogisticRegression.fit, Pipeline.__dict__["fit_transform"], sklearn.metrics.accuracy_score,
                  KMeans.fit_predict)
     assert len(before) > 100
+    parallel_call, worker_call = Parallel.__dict__["__call__"], _FuncWrapper.__dict__["__call__"]
     autolog()
-    patched = _class_attributes(epochal_sklearn._targets())
+    assert "sklearn" in epochal.integrations.enabled()
+    patched = _class_attributes(_sklearn_patch.targets())
     changed = [key for key in before if patched[key] is not before[key]]
     assert len(changed) == len(before)  # every target swapped ...
     assert (sklearn.metrics.accuracy_score.__wrapped__ is originals[2]
@@ -192,10 +204,12 @@ def test_disable_restores_the_original_functions(autolog, run_root, binary_data)
     assert len(stored_runs(run_root)) == 1
 
     epochal_sklearn.autolog(disable=True)
-    after = _class_attributes(epochal_sklearn._targets())
+    after = _class_attributes(_sklearn_patch.targets())
     assert all(after[key] is before[key] for key in before)  # ... and every original back, exactly
     assert (LogisticRegression.fit, Pipeline.__dict__["fit_transform"], sklearn.metrics.accuracy_score,
             KMeans.fit_predict) == originals
+    assert Parallel.__dict__["__call__"] is parallel_call and _FuncWrapper.__dict__["__call__"] is worker_call
+    assert "sklearn" not in epochal.integrations.enabled()
     assert not hasattr(LogisticRegression(), "fit_transform")  # nothing added
     LogisticRegression().fit(X, y)
     assert len(stored_runs(run_root)) == 1  # off: no new run
@@ -216,12 +230,13 @@ def test_post_fit_score_and_metric_calls(autolog, run_root, binary_data):
 
     runs = {meta["name"]: d for d, meta in stored_runs(run_root).values()}
     clf_summary = read_json(runs["LogisticRegression"] / "summary.json")
-    assert clf_summary["test/accuracy"] == pytest.approx(accuracy)
-    assert clf_summary["test/f1[average=macro]"] == pytest.approx(f1)
-    assert clf_summary["test/roc_auc"] == pytest.approx(auc)
-    assert "test/precision" not in clf_summary and "test/r2" not in clf_summary
+    assert clf_summary["test/accuracy@X_test"] == pytest.approx(accuracy)
+    assert clf_summary["test/f1[average=macro]@X_test"] == pytest.approx(f1)
+    assert clf_summary["test/roc_auc@X_test"] == pytest.approx(auc)
+    assert not any(k.startswith(("test/precision", "test/r2")) for k in clf_summary)
     reg_summary = read_json(runs["Ridge"] / "summary.json")
-    assert reg_summary["test/r2"] == pytest.approx(r2) and "test/accuracy" not in reg_summary
+    assert reg_summary["test/r2@X_test"] == pytest.approx(r2)
+    assert not any(k.startswith("test/accuracy") for k in reg_summary)
     assert clf_summary["train/accuracy"] > 0  # the earlier summary is kept, test/* added
 
 
@@ -244,10 +259,12 @@ def test_explicit_run_receives_the_fit(autolog, run_root, binary_data):
     assert stored_runs(run_root) == {}  # no autolog run of its own
     (run_dir, meta), = stored_runs(run_root, "mine").values()
     config = read_json(run_dir / "config.json")
-    assert config["seed"] == 3 and config["C"] == "user value" and config["max_iter"] == 100  # user's keys win
+    assert config["seed"] == 3 and config["C"] == "user value"  # the user's keys are never touched
+    assert config["LogisticRegression"]["C"] == 0.3 and config["LogisticRegression"]["max_iter"] == 100
+    assert config["estimator_class"] == "sklearn.linear_model.LogisticRegression"
     summary = read_json(run_dir / "summary.json")
     assert summary["train/accuracy"] == pytest.approx(sklearn.metrics.accuracy_score(y, model.predict(X)))
-    assert summary["test/accuracy"] == pytest.approx(model.score(X_test, y_test))
+    assert summary["test/accuracy@X_test"] == pytest.approx(model.score(X_test, y_test))
     assert meta["status"] == "finished" and "X_train" in meta["datasets"]
 
 
@@ -271,8 +288,8 @@ def test_tracking_errors_never_break_fit(autolog, run_root, binary_data, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(_sklearn_metrics, "log_model", broken)
-    monkeypatch.setattr(_sklearn_metrics, "training_metrics", broken)
+    monkeypatch.setattr(_sklearn_fit, "log_model", broken)
+    monkeypatch.setattr(_sklearn_fit, "training_metrics", broken)
     with caplog.at_level(logging.WARNING, logger="epochal"):
         model = LogisticRegression().fit(X, y)
     assert model.predict(X).shape == (90,)
@@ -300,5 +317,204 @@ def test_model_falls_back_to_pickle_with_a_warning(autolog, run_root, binary_dat
 
 
 def test_autolog_rejects_unknown_arguments():
-    with pytest.raises(TypeError, match="unknown arguments"):
+    with pytest.raises(TypeError, match=r"\['projct'\].*epochal.init"):
         epochal_sklearn.autolog(projct="typo")
+
+
+# -- which run: other integrations, joblib worker threads, user threads --------------------------
+def test_a_run_another_integration_opened_is_not_adopted(autolog, run_root, binary_data):
+    X, y, _, _ = binary_data
+    autolog(log_models=False)
+    keras = Tracking("keras", project="keras")  # what EpochalCallback holds during model.fit
+    keras_run = keras.start(name="Sequential")
+    keras_run.config.update(optimizer="adam")
+    LogisticRegression(C=0.37).fit(X, y)  # the Keras run is still open
+    keras.end()
+
+    (keras_dir, _), = stored_runs(run_root, "keras").values()
+    assert read_json(keras_dir / "config.json") == {"optimizer": "adam"}
+    _, meta = only_run(run_root)
+    run_dir = run_root / PROJECT / meta["id"]
+    assert meta["name"] == "LogisticRegression" and read_json(run_dir / "config.json")["C"] == 0.37
+
+
+@pytest.mark.parametrize("max_child_runs", [0, 2])
+def test_threading_backend_search_is_one_run_with_its_children(autolog, run_root, binary_data, max_child_runs):
+    X, y, _, _ = binary_data
+    autolog(max_child_runs=max_child_runs)
+    with joblib.parallel_backend("threading"):
+        search = GridSearchCV(SVC(), {"C": [1, 5]}, cv=3, n_jobs=2).fit(X, y)
+
+    runs = stored_runs(run_root)
+    parents = {rid: v for rid, v in runs.items() if "parent" not in v[1]}
+    assert len(parents) == 1 and len(runs) == 1 + max_child_runs  # the 6 candidate fits + refit make none
+    (run_dir, meta), = parents.values()
+    assert meta["name"] == "GridSearchCV" and len(meta.get("children", [])) == max_child_runs
+    config = read_json(run_dir / "config.json")
+    assert config["estimator_class"] == "sklearn.model_selection.GridSearchCV"
+    assert "C" not in config and config["estimator__C"] == 1.0  # the search's params, not a candidate's
+    records, _ = read_metrics(run_dir)
+    assert len(records) == 1  # one row of train/*, from the search itself
+    assert records[0]["train/accuracy"] == pytest.approx(sklearn.metrics.accuracy_score(y, search.predict(X)))
+    versions = read_json(run_dir / "artifacts" / "manifest.json")["artifacts"]["model"]["versions"]
+    assert len(versions) == 1
+
+
+class _Rendezvous(BaseEstimator, TransformerMixin):
+    """A pipeline step whose fit waits until both threads are inside their tracked fits."""
+
+    def __init__(self, barrier=None):
+        self.barrier = barrier
+
+    def fit(self, X, y=None):
+        self.barrier.wait(timeout=60)
+        return self
+
+    def transform(self, X):
+        return X
+
+
+def test_fits_on_two_threads_make_two_runs(autolog, run_root, binary_data):
+    X, y, _, _ = binary_data
+    autolog(log_models=False, log_datasets=False)
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def train(C):
+        try:
+            Pipeline([("wait", _Rendezvous(barrier)), ("clf", LogisticRegression(C=C))]).fit(X, y)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=train, args=(C,)) for C in (0.5, 2.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    runs = stored_runs(run_root)
+    assert len(runs) == 2
+    assert sorted(read_json(d / "config.json")["clf__C"] for d, _ in runs.values()) == [0.5, 2.0]
+    assert all(meta["status"] == "finished" for _, meta in runs.values())
+
+
+def test_the_config_describes_the_model_not_the_first_transformer(autolog, run_root, binary_data):
+    X, y, _, _ = binary_data
+    autolog(log_models=False)
+    StandardScaler().fit_transform(X)  # a data step alone: no run of its own
+    assert stored_runs(run_root) == {}
+    with epochal.init(project="mine") as run:
+        Xs = StandardScaler().fit_transform(X)
+        LogisticRegression(C=0.7).fit(Xs, y)
+        Ridge(alpha=3.0).fit(Xs, y)
+    config = read_json(run.dir / "config.json")
+    assert config["estimator_class"] == "sklearn.linear_model.Ridge"  # the latest top-level fit
+    assert config["LogisticRegression"]["C"] == 0.7 and config["Ridge"]["alpha"] == 3.0
+    assert "StandardScaler" not in config and "with_mean" not in json.dumps(config)
+
+
+# -- MLflow's contract --------------------------------------------------------------------------
+def test_a_failing_predict_proba_loses_only_its_metrics(autolog, run_root, clf_data, caplog):
+    X, y, _, _ = clf_data
+    autolog(log_models=False)
+    model = GaussianProcessClassifier(multi_class="one_vs_one", random_state=0)
+    with pytest.raises(ValueError):
+        model.fit(X[:30], y[:30]).predict_proba(X[:2])  # sklearn refuses one_vs_one probabilities
+    run_dir = run_root / PROJECT / next(iter(stored_runs(run_root)))
+    summary = read_json(run_dir / "summary.json")
+    assert summary["train/accuracy"] == pytest.approx(sklearn.metrics.accuracy_score(y[:30], model.predict(X[:30])))
+    assert {"train/precision", "train/recall", "train/f1", "train/score"} <= set(summary)
+    assert "train/log_loss" not in summary and "train/roc_auc" not in summary
+    assert "GaussianProcessClassifier.predict_proba for the training metrics" in caplog.text
+
+
+def test_a_failing_metric_is_named_in_a_warning_and_the_others_stay(autolog, run_root, binary_data, monkeypatch,
+                                                                     caplog):
+    X, y, _, _ = binary_data
+    autolog(log_models=False)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no recall today")
+
+    monkeypatch.setattr(sklearn.metrics, "recall_score", refuse)
+    LogisticRegression().fit(X, y)
+    _, meta = only_run(run_root)
+    summary = read_json(run_root / PROJECT / meta["id"] / "summary.json")
+    assert "train/recall" not in summary and {"train/accuracy", "train/precision", "train/roc_auc"} <= set(summary)
+    assert "training metric train/recall failed" in caplog.text and "no recall today" in caplog.text
+
+
+class _AddsAColumn(BaseEstimator, TransformerMixin):
+    """A user's step that writes into the DataFrame it is given (as MLflow's test does)."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        if "extra" in X.columns:
+            raise ValueError("extra is already there: X was changed in place before")
+        X["extra"] = X["a"] + 1
+        return X
+
+
+def test_training_metrics_use_X_as_passed_even_when_a_step_mutates_it(autolog, run_root):
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40)})
+    y = 2 * X["a"] - X["b"] + rng.normal(scale=0.1, size=40)
+    autolog(log_models=False)
+    model = Pipeline([("add", _AddsAColumn()), ("reg", LinearRegression())]).fit(X, y)
+    assert "extra" in X.columns  # the step did mutate the caller's frame
+    _, meta = only_run(run_root)
+    summary = read_json(run_root / PROJECT / meta["id"] / "summary.json")
+    clean = X.drop(columns="extra")
+    assert summary["train/r2"] == pytest.approx(sklearn.metrics.r2_score(y, model.predict(clean)), rel=1e-12)
+    assert "train/rmse" in summary and meta["datasets"]["X_train"]["shape"] == [40, 2]
+
+
+def test_an_estimator_that_is_neither_classifier_nor_regressor_gets_its_score(autolog, run_root, binary_data):
+    X, _, _, _ = binary_data
+    autolog(log_models=False)
+    model = KMeans(n_clusters=3, n_init=2, random_state=0).fit(X)
+    _, meta = only_run(run_root)
+    summary = read_json(run_root / PROJECT / meta["id"] / "summary.json")
+    assert summary["train/score"] == pytest.approx(model.score(X))
+    assert "train/accuracy" not in summary
+
+
+def test_post_fit_metrics_carry_the_dataset_name_and_predict_inputs_are_recorded(autolog, run_root):
+    X, y = make_regression(n_samples=90, n_features=4, noise=3.0, random_state=2)
+    X_train, y_train, X_val, y_val, X_test, y_test = X[:50], y[:50], X[50:70], y[50:70], X[70:], y[70:]
+    autolog(log_models=False)
+    model = Ridge().fit(X_train, y_train)
+    r2_val = sklearn.metrics.r2_score(y_val, model.predict(X_val))
+    r2_test = sklearn.metrics.r2_score(y_test, model.predict(X_test))  # must not replace r2 on X_val
+    score_test = model.score(X_test, y_test)
+    model.predict(X_test.copy())  # the same data under another object: the same name
+    X_test = X_test + 1.0  # other data bound to a name already used: X_test-2
+    model.predict(X_test)
+
+    (run_dir, meta), = stored_runs(run_root).values()
+    assert meta["status"] == "finished"  # reopened for each write, finished again
+    summary = read_json(run_dir / "summary.json")
+    assert summary["test/r2@X_val"] == pytest.approx(r2_val)
+    assert summary["test/r2@X_test"] == pytest.approx(score_test) == pytest.approx(r2_test)
+    datasets = meta["datasets"]
+    assert set(datasets) == {"X_train", "y_train", "X_val", "X_test", "X_test-2"}
+    assert datasets["X_val"]["shape"] == [20, 4] and datasets["X_test"]["sha256"] != datasets["X_test-2"]["sha256"]
+
+
+def test_a_search_without_refit_warns(autolog, run_root, binary_data, caplog):
+    X, y, _, _ = binary_data
+    autolog()
+    GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]}, cv=2, refit=False).fit(X, y)
+    assert "GridSearchCV(refit=False)" in caplog.text and "pass refit=True" in caplog.text
+    parent = next(d for d, meta in stored_runs(run_root).values() if "parent" not in meta)
+    assert not (parent / "artifacts" / "model").exists() and (parent / "artifacts" / "cv_results").exists()
+
+
+def test_autolog_validates_its_arguments():
+    with pytest.raises(ValueError, match="max_child_runs must be an int >= 0.*got -1"):
+        epochal_sklearn.autolog(max_child_runs=-1)
+    with pytest.raises(TypeError, match="log_models must be True or False"):
+        epochal_sklearn.autolog(log_models="yes")
+    assert "sklearn" not in epochal.integrations.enabled()

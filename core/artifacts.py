@@ -42,7 +42,7 @@ from .store import read_json, write_json_atomic
 from .values import jsonable
 
 __all__ = [
-    "ARTIFACTS_DIR", "MANIFEST_FILE", "store_artifact", "set_alias", "read_manifest", "list_versions",
+    "ARTIFACTS_DIR", "MANIFEST_FILE", "store_artifact", "set_alias", "read_manifest", "list_versions", "read_versions",
     "resolve", "check_name", "check_alias",
 ]
 
@@ -117,12 +117,54 @@ def _manifest_path(run_dir: Path) -> Path:
     return Path(run_dir) / ARTIFACTS_DIR / MANIFEST_FILE
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The artifacts manifest of a run (empty when none was stored)."""
+def read_manifest(run_dir: Path, notes: list[str] | None = None) -> dict[str, Any]:
+    """The artifacts manifest of a run (empty when none was stored), keeping only well-formed entries.
+
+    Every artifact is a dict with ``aliases`` (alias -> version), ``versions`` (entries
+    with at least ``version``, ``path`` and ``sha256`` as strings) and ``type``; anything
+    else is left out, with a note appended to ``notes`` naming what was wrong.
+    """
     data = read_json(_manifest_path(run_dir), None)
-    if not isinstance(data, dict) or not isinstance(data.get("artifacts"), dict):
+    where = f"{ARTIFACTS_DIR}/{MANIFEST_FILE}"
+    if data is None:
+        if notes is not None and _manifest_path(run_dir).exists():
+            notes.append(f"{where}: not readable JSON")
         return {"format": 1, "artifacts": {}}
-    return data
+    if not isinstance(data, dict) or not isinstance(data.get("artifacts"), dict):
+        if notes is not None:
+            notes.append(f"{where}: no 'artifacts' object")
+        return {"format": 1, "artifacts": {}}
+    artifacts: dict[str, Any] = {}
+    for name, item in data["artifacts"].items():
+        if not isinstance(item, dict) or not isinstance(item.get("versions", []), list):
+            if notes is not None:
+                notes.append(f"{where}: artifact {name!r} is a {type(item).__name__}, not an artifact entry; ignored")
+            continue
+        versions = [e for e in item.get("versions", []) if _valid_entry(e)]
+        if notes is not None and len(versions) != len(item.get("versions", [])):
+            notes.append(f"{where}: artifact {name!r} has {len(item['versions']) - len(versions)} malformed version "
+                         "entr(ies); ignored")
+        aliases = item.get("aliases")
+        aliases = {a: v for a, v in aliases.items() if isinstance(v, str)} if isinstance(aliases, dict) else {}
+        following = item.get("next")
+        artifacts[str(name)] = {
+            **item, "type": item.get("type") if isinstance(item.get("type"), str) else "file", "aliases": aliases,
+            "versions": versions, "next": following if isinstance(following, int) and not isinstance(following, bool)
+            and following >= 0 else 0,
+        }
+    return {**data, "artifacts": artifacts}
+
+
+def _valid_entry(entry: Any) -> bool:
+    """A version entry a reader and the store can use: the required fields with the right types."""
+    if not isinstance(entry, dict):
+        return False
+    if not (isinstance(entry.get("version"), str) and _VERSION.match(entry["version"])
+            and isinstance(entry.get("path"), str) and isinstance(entry.get("sha256"), str)):
+        return False
+    typed = {"size": int, "files": int, "created": (int, float), "metadata": dict, "contents": dict, "mtimes": dict,
+             "type": str, "kind": str}
+    return all(k not in entry or isinstance(entry[k], t) for k, t in typed.items())
 
 
 def _as_version(name: str, entry: Mapping[str, Any], aliases: Mapping[str, str]) -> ArtifactVersion:
@@ -130,20 +172,26 @@ def _as_version(name: str, entry: Mapping[str, Any], aliases: Mapping[str, str])
     return ArtifactVersion(
         name=name, version=version, type=entry.get("type", "file"), path=entry["path"],
         sha256=entry["sha256"], size=int(entry.get("size", 0)), files=int(entry.get("files", 0)),
-        created=float(entry.get("created", 0.0)),
+        created=float(entry["created"]) if abs(entry.get("created", 0)) < 1e300 else 0.0,
         aliases=tuple(sorted(a for a, v in aliases.items() if v == version)),
         metadata=dict(entry.get("metadata") or {}),
     )
 
 
-def list_versions(run_dir: Path) -> list[ArtifactVersion]:
-    """Every stored version of every artifact, by name then version number."""
+def read_versions(run_dir: Path) -> tuple[list[ArtifactVersion], list[str]]:
+    """Every stored version of every artifact, by name then version number, and notes on malformed entries."""
+    notes: list[str] = []
     out = []
-    for name, item in sorted(read_manifest(run_dir)["artifacts"].items()):
-        aliases = item.get("aliases", {})
-        for entry in sorted(item.get("versions", []), key=lambda e: _version_number(e["version"])):
+    for name, item in sorted(read_manifest(run_dir, notes)["artifacts"].items()):
+        aliases = item["aliases"]
+        for entry in sorted(item["versions"], key=lambda e: _version_number(e["version"])):
             out.append(_as_version(name, entry, aliases))
-    return out
+    return out, notes
+
+
+def list_versions(run_dir: Path) -> list[ArtifactVersion]:
+    """Every stored version of every artifact, by name then version number (malformed entries left out)."""
+    return read_versions(run_dir)[0]
 
 
 def resolve(run_dir: Path, name: str, alias: str = "latest") -> Path:

@@ -35,11 +35,14 @@ class CommandError(Exception):
 
 # -- formatting ---------------------------------------------------------------------------------
 def _when(stamp: Any) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if isinstance(stamp, (int, float)) else "-"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if isinstance(stamp, (int, float)) else "-"
+    except (OverflowError, OSError, ValueError):  # a timestamp no clock can show
+        return "-"
 
 
 def _duration(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)) or math.isnan(seconds):
+    if not isinstance(seconds, (int, float)) or not math.isfinite(float(min(max(seconds, -1e300), 1e300))):
         return "-"
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -91,6 +94,10 @@ def _cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
         table.append([row["id"], row["project"], str(row["name"]), row["status"], _when(row["start"]),
                       _duration(row["duration"]), ",".join(row["tags"])])
     _table(table, out)
+    damaged = [row for row in rows if row["problems"]]
+    for row in damaged:
+        out.write(f"note: {row['project']}/{row['id']}: {'; '.join(row['problems'])} "
+                  f"(epochal show {row['id']} for details)\n")
     return 0
 
 
@@ -98,11 +105,13 @@ def _cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     run = open_run(args.run, dir=args.dir, project=args.project)
     meta, env = run.metadata, run.environment
     artifacts = run.artifacts()
+    problems = run.problems()
     if args.json:
         _json({"dir": str(run.dir), "metadata": meta, "config": run.config, "summary": run.summary,
-               "artifacts": [dataclasses.asdict(a) for a in artifacts], "environment": env}, out)
+               "artifacts": [dataclasses.asdict(a) for a in artifacts], "environment": env,
+               "problems": problems}, out)
         return 0
-    git = {**(env.get("git") or {}), **(meta.get("git") or {})}
+    git = {**_mapping(env.get("git")), **(meta.get("git") or {})}
     facts = {
         "id": meta.get("id", run.id), "name": meta.get("name"), "project": run.project, "status": meta.get("status"),
         "started": _when(meta.get("started")), "finished": _when(meta.get("finished")),
@@ -113,7 +122,7 @@ def _cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     if git.get("repo"):
         facts["git"] = f"{(git.get('commit') or '?')[:12]} on {git.get('branch') or '(detached)'}" + (
             " (dirty)" if git.get("dirty") else "")
-    if env.get("frameworks"):
+    if _mapping(env.get("frameworks")):
         facts["frameworks"] = ", ".join(f"{k} {v}" for k, v in env["frameworks"].items() if k != "epochal")
     out.write(f"run {run.project}/{run.id}\n")
     _section("metadata", facts, out)
@@ -129,6 +138,8 @@ def _cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     _show_media(run, out)
     if meta.get("error"):
         out.write("\nerror\n  " + str(meta["error"]).strip().replace("\n", "\n  ") + "\n")
+    if problems:
+        out.write("\nproblems (shown: what could be read)\n" + "".join(f"  {p}\n" for p in problems))
     return 0
 
 
@@ -143,6 +154,10 @@ def _show_media(run: Any, out: TextIO) -> None:
         out.write("\nmedia\n")
         for (key, kind), n in sorted(counts.items()):
             out.write(f"  {key}  {kind}  {n} file(s)\n")
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _flat(values: dict[str, Any]) -> dict[str, Any]:

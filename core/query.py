@@ -17,16 +17,16 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from .artifacts import list_versions, resolve
+from .artifacts import read_versions, resolve
 from .records import ArtifactVersion
 from .blocks import read_columns
 from .store import (
-    CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, effective_status, read_json, read_jsonl, read_metrics,
+    CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, effective_status, read_json_object, read_jsonl, read_metrics,
 )
 
 __all__ = [
     "RunReader", "RunNotFoundError", "NoRunsError", "MISSING", "root_dir", "run_dirs", "find_run", "open_run",
-    "list_runs", "runs", "diff", "flatten",
+    "list_runs", "runs", "diff", "flatten", "read_metadata",
 ]
 
 #: Stands for "no such key" in :func:`diff` results.
@@ -88,7 +88,7 @@ def find_run(run_id: str | os.PathLike[str], dir: str | os.PathLike[str] | None 
     exact = [d for d in candidates if d.name == text]
     if not exact:
         exact = [d for d in candidates if d.name.startswith(text)] or [
-            d for d in candidates if (read_json(d / RUN_FILE, {}) or {}).get("name") == text
+            d for d in candidates if read_metadata(d)[0].get("name") == text
         ]
     if len(exact) == 1:
         return exact[0]
@@ -99,6 +99,47 @@ def find_run(run_id: str | os.PathLike[str], dir: str | os.PathLike[str] | None 
     close = difflib.get_close_matches(text, ids, n=5, cutoff=0.5)
     hint = f"; closest ids: {', '.join(close)}" if close else f"; {len(ids)} runs there, e.g. {', '.join(ids[-3:])}"
     raise RunNotFoundError(f"no run {text!r} in {where}{hint}")
+
+
+# -- reading what a run holds, whatever shape it is in -------------------------------------------
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "name": (str,), "project": (str,), "status": (str,), "notes": (str,), "host": (str,),
+    "error": (str, type(None)), "created": (int, float), "started": (int, float), "finished": (int, float, type(None)),
+    "pid": (int,), "flush_interval": (int, float), "datasets": (dict,), "git": (dict,), "name_map": (dict,),
+    "tags": (list,), "metric_names": (list,), "last_step": (int,),
+}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_metadata(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """run.json with every field a reader uses of the type it expects, and notes on what was dropped."""
+    meta, note = read_json_object(Path(run_dir) / RUN_FILE)
+    notes = [note] if note else []
+    clean: dict[str, Any] = {}
+    for key, value in meta.items():
+        expected = _META_TYPES.get(key)
+        ok = expected is None or (isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected))
+        if ok and key in ("tags", "metric_names"):
+            ok = all(isinstance(v, str) for v in value)
+        if ok and key == "datasets":
+            value = {str(k): v for k, v in value.items() if isinstance(v, dict)}
+        if ok and expected is not None and _number(value) and isinstance(value, float) and value != value:
+            ok = False
+        if ok:
+            clean[key] = value
+        else:
+            notes.append(f"{RUN_FILE}: {key!r} holds a {type(value).__name__}, not what a run writes; ignored")
+    return clean, notes
+
+
+def _read_object(run_dir: Path, name: str, notes: list[str] | None = None) -> dict[str, Any]:
+    data, note = read_json_object(Path(run_dir) / name)
+    if note and notes is not None:
+        notes.append(note)
+    return data
 
 
 def _require_pandas() -> Any:
@@ -122,36 +163,56 @@ class RunReader:
     # -- small files ---------------------------------------------------------------------------
     @property
     def metadata(self) -> dict[str, Any]:
-        """run.json as stored, with ``status`` as a reader should see it (crashed runs detected)."""
-        meta = read_json(self.dir / RUN_FILE, {}) or {}
-        meta["status"] = effective_status(meta, self.dir)
+        """run.json as stored, with ``status`` as a reader should see it (crashed runs detected).
+
+        A field of the wrong type is left out (see :meth:`problems`); an unreadable run.json reads as ``{}``.
+        """
+        meta = read_metadata(self.dir)[0]
+        meta["status"] = effective_status(meta, self.dir) if meta else "unknown"
         return meta
 
     @property
     def status(self) -> str:
-        """running | finished | failed | crashed (a running run whose process is gone reads as crashed)."""
-        return effective_status(read_json(self.dir / RUN_FILE, {}) or {}, self.dir)
+        """running | finished | failed | crashed (a running run whose process is gone reads as crashed);
+        ``unknown`` when run.json cannot be read."""
+        return self.metadata["status"]
 
     @property
     def name(self) -> str:
-        return (read_json(self.dir / RUN_FILE, {}) or {}).get("name", self.id)
+        return read_metadata(self.dir)[0].get("name", self.id)
 
     @property
     def config(self) -> dict[str, Any]:
-        return read_json(self.dir / CONFIG_FILE, {}) or {}
+        return _read_object(self.dir, CONFIG_FILE)
 
     @property
     def summary(self) -> dict[str, Any]:
-        return read_json(self.dir / SUMMARY_FILE, {}) or {}
+        return _read_object(self.dir, SUMMARY_FILE)
 
     @property
     def environment(self) -> dict[str, Any]:
         """environment/metadata.json (git with dirty flag, frameworks, hardware); {} when not captured."""
-        return read_json(self.dir / _ENV_DIR / "metadata.json", {}) or {}
+        return _read_object(self.dir / _ENV_DIR, "metadata.json")
 
     @property
     def datasets(self) -> dict[str, Any]:
-        return (read_json(self.dir / RUN_FILE, {}) or {}).get("datasets") or {}
+        return read_metadata(self.dir)[0].get("datasets") or {}
+
+    def problems(self) -> list[str]:
+        """What could not be read, one note per problem naming the file ([] for a healthy run)."""
+        notes = read_metadata(self.dir)[1]
+        for name in (CONFIG_FILE, SUMMARY_FILE):
+            _read_object(self.dir, name, notes)
+        _read_object(self.dir / _ENV_DIR, "metadata.json", notes)
+        for path in sorted(self.dir.glob("system*.jsonl")):
+            skipped = read_jsonl(path)[1]
+            if skipped:
+                notes.append(f"{path.name}: {skipped} line(s) skipped (torn, not JSON or not an object)")
+        skipped = read_metrics(self.dir)[1]
+        if skipped:
+            notes.append(f"{METRICS_FILE}: {skipped} damaged stretch(es) skipped")
+        notes.extend(read_versions(self.dir)[1])
+        return notes
 
     def requirements(self) -> dict[str, str]:
         """Installed distributions at the time of the run: name -> version."""
@@ -204,7 +265,8 @@ class RunReader:
         rows: list[dict[str, Any]] = []
         for path in sorted(self.dir.glob("system*.jsonl")):
             rows.extend(read_jsonl(path)[0])
-        rows.sort(key=lambda r: (r.get("time") or 0.0, r.get("rank") or 0))
+        rows.sort(key=lambda r: (r["time"] if _number(r.get("time")) else 0.0,
+                                 r["rank"] if _number(r.get("rank")) else 0))
         figures = sorted({k for r in rows for k in r} - {"time", "rank"})
         return pandas.DataFrame.from_records(rows).reindex(columns=["time", "rank", *figures])
 
@@ -222,7 +284,7 @@ class RunReader:
     # -- artifacts -------------------------------------------------------------------------------
     def artifacts(self) -> list[ArtifactVersion]:
         """Every stored artifact version (name, version, aliases, sha256, size, path relative to the run)."""
-        return list_versions(self.dir)
+        return read_versions(self.dir)[0]
 
     def path(self, name: str, alias: str = "latest") -> Path:
         """The stored file (or folder) of artifact ``name`` at ``alias`` or version such as ``"v2"``."""
@@ -249,11 +311,9 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _row(run_dir: Path, now: float) -> dict[str, Any] | None:
-    meta = read_json(run_dir / RUN_FILE)
-    if not isinstance(meta, dict):
-        return None
-    status = effective_status(meta, run_dir, now)
+def _row(run_dir: Path, now: float) -> dict[str, Any]:
+    meta, notes = read_metadata(run_dir)
+    status = effective_status(meta, run_dir, now) if meta else "unknown"
     started = meta.get("created") or meta.get("started")
     ended = meta.get("finished")
     if ended is None and status == "running":
@@ -268,10 +328,11 @@ def _row(run_dir: Path, now: float) -> dict[str, Any] | None:
         "status": status, "start": started,
         "duration": (ended - started) if isinstance(ended, (int, float)) and isinstance(started, (int, float)) else None,
         "tags": list(meta.get("tags") or []), "host": meta.get("host"),
-        "git.commit": (meta.get("git") or {}).get("commit") if isinstance(meta.get("git"), dict) else None,
+        "git.commit": (meta.get("git") or {}).get("commit"),
     }
-    row.update(flatten(read_json(run_dir / CONFIG_FILE, {}) or {}, "config."))
-    row.update(flatten(read_json(run_dir / SUMMARY_FILE, {}) or {}, "summary."))
+    row.update(flatten(_read_object(run_dir, CONFIG_FILE, notes), "config."))
+    row.update(flatten(_read_object(run_dir, SUMMARY_FILE, notes), "summary."))
+    row["problems"] = notes
     return row
 
 
@@ -309,9 +370,9 @@ def list_runs(project: str | None = None, dir: str | os.PathLike[str] | None = N
     rows = []
     for run_dir in run_dirs(root_dir(dir), project):
         row = _row(run_dir, now)
-        if row is not None and _matches(row, wanted):
+        if _matches(row, wanted):
             rows.append(row)
-    rows.sort(key=lambda r: (r["start"] or 0.0, r["id"]))
+    rows.sort(key=lambda r: (r["start"] if _number(r["start"]) else 0.0, r["id"]))
     return rows
 
 
@@ -324,7 +385,7 @@ def runs(project: str | None = None, dir: str | os.PathLike[str] | None = None, 
     """
     pandas = _require_pandas()
     rows = list_runs(project, dir, **filters)
-    base = ["id", "name", "project", "status", "start", "duration", "tags", "host", "git.commit"]
+    base = ["id", "name", "project", "status", "start", "duration", "tags", "host", "git.commit", "problems"]
     frame = pandas.DataFrame.from_records(rows)
     extra = sorted({k for r in rows for k in r} - set(base))
     frame = frame.reindex(columns=[*base, *extra])
@@ -345,9 +406,9 @@ def diff(a: str | RunReader, b: str | RunReader, dir: str | os.PathLike[str] | N
     """
     ra = a if isinstance(a, RunReader) else open_run(a, dir=dir)
     rb = b if isinstance(b, RunReader) else open_run(b, dir=dir)
-    ma, mb = read_json(ra.dir / RUN_FILE, {}) or {}, read_json(rb.dir / RUN_FILE, {}) or {}
-    ga = {**(ra.environment.get("git") or {}), **(ma.get("git") or {})}  # run.json wins, environment adds dirty
-    gb = {**(rb.environment.get("git") or {}), **(mb.get("git") or {})}
+    ma, mb = read_metadata(ra.dir)[0], read_metadata(rb.dir)[0]
+    ga = {**_dict(ra.environment.get("git")), **(ma.get("git") or {})}  # run.json wins, environment adds dirty
+    gb = {**_dict(rb.environment.get("git")), **(mb.get("git") or {})}
     git_keys = ("repo", "commit", "branch", "remote", "dirty")
     git = _changes({k: ga[k] for k in git_keys if k in ga}, {k: gb[k] for k in git_keys if k in gb})
     diff_a, diff_b = ra.git_diff(), rb.git_diff()
@@ -367,6 +428,10 @@ def diff(a: str | RunReader, b: str | RunReader, dir: str | os.PathLike[str] | N
             diff_a.splitlines(True), diff_b.splitlines(True), f"{ra.id}/git.diff", f"{rb.id}/git.diff", n=1,
         ))[:200_000] if diff_a != diff_b else "",
     }
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _diff_summary(text: str) -> str:

@@ -28,7 +28,7 @@ from .records import MetricBatch
 
 __all__ = [
     "METRICS_FILE", "RUN_FILE", "CONFIG_FILE", "SUMMARY_FILE", "HEARTBEAT_FILE",
-    "write_json_atomic", "read_json", "read_jsonl", "read_metrics", "system_file_name", "StoreSink",
+    "write_json_atomic", "read_json", "read_json_object", "read_jsonl", "read_metrics", "system_file_name", "StoreSink",
     "touch_heartbeat", "effective_status",
 ]
 
@@ -38,6 +38,8 @@ SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.bin"
 HEARTBEAT_FILE = "heartbeat"
 STALE_AFTER_SECONDS = 60.0
+#: Readers refuse JSON files nested deeper than this (no run writes them; it keeps every reader's recursion bounded).
+MAX_JSON_DEPTH = 100
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -59,12 +61,61 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
-    """A JSON file's content, or ``default`` when it is missing or unreadable."""
+    """A JSON file's content, or ``default`` when it is missing or unreadable (bad JSON, nested too deeply)."""
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return default
+
+
+def read_json_object(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The JSON object in ``path`` (``{}`` when missing) and a note naming the file when it cannot be used.
+
+    Never raises for content: a file that is not JSON, nested too deeply, or holds
+    another shape (a list, a number) reads as ``{}`` with a note saying so.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return {}, None
+    except OSError as exc:
+        return {}, f"{path.name}: cannot be read ({exc.strerror or exc})"
+    except RecursionError:
+        return {}, f"{path.name}: nested too deeply to read"
+    except ValueError as exc:
+        return {}, f"{path.name}: not valid JSON ({str(exc)[:80]})"
+    if not isinstance(data, dict):
+        return {}, f"{path.name}: holds a JSON {_json_kind(data)} where an object belongs"
+    if _too_deep(data):
+        return {}, f"{path.name}: nested more than {MAX_JSON_DEPTH} levels deep"
+    return data, None
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether ``data`` nests more than :data:`MAX_JSON_DEPTH` levels (checked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, (dict, list)))
+    return False
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    return "null" if value is None else "number"
 
 
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
@@ -88,8 +139,10 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
         return [], skipped
     text = data.decode("utf-8", errors="replace")
     try:  # one parse for the whole file: the fast path
-        return json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]"), skipped
-    except ValueError:
+        parsed = json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]")
+        records = [r for r in parsed if isinstance(r, dict)]
+        return records, skipped + len(parsed) - len(records)
+    except (ValueError, RecursionError):
         pass
     records = []
     for line in text.splitlines():
@@ -97,7 +150,7 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
             continue
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             skipped += 1
             continue
         if isinstance(value, dict):
@@ -128,14 +181,16 @@ def effective_status(meta: Mapping[str, Any], run_dir: Path, now: float | None =
     """The run's status as a reader should see it: ``running`` becomes ``crashed`` when its process is gone."""
     status = meta.get("status", "running")
     if status != "running":
-        return status
+        return status if status in ("finished", "failed", "crashed") else "unknown"
     if meta.get("host") == socket.gethostname() and not _process_alive(meta.get("pid"), meta.get("started")):
         return "crashed"
     try:
         beat = (run_dir / HEARTBEAT_FILE).stat().st_mtime
     except OSError:
-        beat = meta.get("started") or 0.0
-    stale = max(STALE_AFTER_SECONDS, 5 * float(meta.get("flush_interval", 1.0)))
+        beat = meta.get("started") if isinstance(meta.get("started"), (int, float)) else 0.0
+    interval = meta.get("flush_interval")
+    interval = interval if isinstance(interval, (int, float)) and interval == interval else 1.0
+    stale = max(STALE_AFTER_SECONDS, 5 * float(interval))
     return "crashed" if (now or time.time()) - beat > stale else "running"
 
 
@@ -151,7 +206,7 @@ def _process_alive(pid: Any, started: Any) -> bool:
         return not isinstance(started, (int, float)) or process.create_time() <= started + 1.0
     except psutil.NoSuchProcess:
         return False
-    except psutil.Error:
+    except (psutil.Error, ValueError, OverflowError):
         return True
 
 

@@ -25,18 +25,27 @@ The rules, each written once:
   stored under the key ``"epochal"`` of a checkpoint dict or as ``epochal.json`` in a
   checkpoint folder; :func:`read_marker` reads either.
 - **Checkpoints.** :class:`CheckpointPolicy`: ``checkpoints="best" | "last" | "all" | False``.
+- **One handle per run and process.** A marker naming a run already open in this process
+  borrows that handle instead of opening a second one; a pickled :class:`Tracking` (a
+  ``ddp_spawn`` launch, a copied logger) hands its run over: this process's handle closes
+  (status left ``running``, run.json not written again) and the copy reopens the run.
+- **Hyperparameters.** :func:`plain` turns namespaces, dataclasses, sets and enums into JSON shapes.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
+import enum
 import inspect
+import shutil
 import logging
 import os
 import threading
 import traceback
 import weakref
+from argparse import Namespace
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Callable, Literal, TypeVar
@@ -46,7 +55,7 @@ from .store import read_json, write_json_atomic
 
 __all__ = [
     "Tracking", "CheckpointPolicy", "Checkpoints", "check_init_args", "marker", "read_marker", "write_marker",
-    "MARKER_KEY", "MARKER_FILE", "owned_by",
+    "MARKER_KEY", "MARKER_FILE", "owned_by", "plain",
 ]
 
 log = logging.getLogger("epochal")
@@ -129,7 +138,12 @@ class Tracking:
             if resume is None or resume.get("id") == self._run.id:
                 self._mark_training()
                 return self._run
-            self._run.finish()  # an empty run replaced by the one the checkpoint names
+            _discard(self._run)  # the run opened before the checkpoint was read, replaced by the one it names
+        if resume is not None:
+            held = _open_handle(resume)
+            if held is not None and held is not self._run:  # never two handles on one run in a process
+                self._run, self._owns = held, False
+                return held
         if resume is None and not self.init_kwargs:
             user = _user_run()
             if user is not None:
@@ -161,7 +175,7 @@ class Tracking:
         except Exception as exc:  # e.g. an unwritable folder: training goes on, untracked
             self.warn("open", exc)
             run = DisabledRun(project=str(kwargs.get("project") or "default"))
-        self._run, self._owns = run, True
+        self._run, self._owns, self._pid = run, True, os.getpid()
         _owners[run] = self.integration
         self._mark_training()
         return run
@@ -216,10 +230,33 @@ class Tracking:
         log.warning("epochal: %s: %s failed: %r (training goes on; this is logged once)",
                     self.integration, where, exc, exc_info=isinstance(exc, BaseException))
 
-    def __getstate__(self) -> dict[str, Any]:  # pickled with a logger/callback: the child opens its own
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with its logger/callback: the copy opens the run anew (its integration passes a marker)."""
+        run = self._run
+        if self._owns and run is not None and not run._finished and self._pid == os.getpid():
+            _training.discard(self)
+            run.finish("running")  # handed over: this handle never writes run.json again
         state = self.__dict__.copy()
-        state.update(_run=self._given, _owns=False)
+        state.update(_run=self._given, _owns=False, _warned=set())
         return state
+
+
+def _open_handle(found: Mapping[str, Any]) -> Run | None:
+    """The run a marker names if a handle on it is open in this process."""
+    for run in active_runs():
+        if run.id == found.get("id") and run.project == found.get("project", run.project) and (
+                not found.get("root") or Path(found["root"]) == run.root):
+            return run
+    return None
+
+
+def _discard(run: Run) -> None:
+    """Finish ``run``; delete its folder if it was opened new moments ago and holds nothing but bookkeeping."""
+    empty = run.is_owner and not run.disabled and not run.metadata.get("resumed") and run.step == 0 and not any(
+        (run.dir / sub).exists() and any((run.dir / sub).iterdir()) for sub in ("artifacts", "checkpoints", "media"))
+    run.finish()
+    if empty:
+        shutil.rmtree(run.dir, ignore_errors=True)
 
 
 def _error_text(error: BaseException | str | None) -> str | None:
@@ -273,8 +310,9 @@ def read_marker(source: Mapping[str, Any] | str | os.PathLike[str] | None,
         return None
     if project is not None and out["project"] != project:
         return None
-    if isinstance(found.get("root"), str):
-        out["root"] = found["root"]
+    root = found.get("root", found.get("dir"))  # "dir": the earlier Hugging Face form
+    if isinstance(root, str):
+        out["root"] = root
     return out
 
 
@@ -342,9 +380,11 @@ class CheckpointPolicy:
         if self.mode == "all":
             if best_entry is not None and best_entry[0] in self._stored:
                 run.set_alias(self.name, self._stored[best_entry[0]], "best")
+            self._last = self._best = None
             return None
         entry = last_entry if self.mode == "last" else best_entry or last_entry
-        if entry is None or not os.path.isfile(entry[0]):
+        self._last = self._best = None  # the next training starts afresh
+        if entry is None or not os.path.exists(entry[0]):
             return None
         aliases = ("best",) if self.mode == "best" or entry == best_entry else ()
         return self._store(run, entry, aliases=aliases, link=True)
@@ -355,3 +395,22 @@ class CheckpointPolicy:
         version = run.log_artifact(os.path.realpath(path), name=self.name, type="model", aliases=aliases,
                                    metadata=meta, keep_last=self.keep_last, link=link)
         return getattr(version, "version", None)
+
+
+# -- hyperparameters -------------------------------------------------------------------------------
+def plain(value: Any) -> Any:
+    """Hyperparameters in JSON shapes: namespaces and dataclasses as dicts (nested too), sets as
+    sorted lists, enums as their values; anything else is left for the run's config to coerce."""
+    if isinstance(value, Namespace):
+        value = vars(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((plain(v) for v in value), key=repr)
+    if isinstance(value, enum.Enum):
+        return plain(value.value)
+    return value

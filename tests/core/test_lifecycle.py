@@ -210,3 +210,75 @@ def test_checkpoint_policy_rejects_unknown_modes():
     assert CheckpointPolicy(True).mode == "best"
     with pytest.raises(ValueError, match="keep_last"):
         CheckpointPolicy(keep_last=0)
+
+
+def test_a_pickled_tracking_hands_its_run_over_and_one_handle_per_run_stays_open():
+    import pickle
+
+    tracking = Tracking("fw", project="p")
+    run = tracking.start()
+    run.log({"train/loss": 1.0}, step=4)
+    run.log_native({"loss": 2.0}, step=5)
+    copy = pickle.loads(pickle.dumps(tracking))
+    assert run._finished and _status(run) == "running"  # this handle is closed, the run is not ended
+    again = copy.start(resume=marker(run))
+    assert again.id == run.id and again.step == 6 and copy.owns
+    third = Tracking("fw", project="p")
+    assert third.start(resume=marker(run)) is again and not third.owns  # borrowed, not a second handle
+    again.log({"train/loss": 0.5})
+    copy.end()
+    meta = json.loads((run.dir / "run.json").read_text())
+    assert meta["status"] == "finished" and meta["last_step"] == 6
+    assert meta["name_map"] == {"train/loss": "loss"} and meta["metric_names"] == ["train/loss"]
+
+
+def test_a_run_replaced_by_a_checkpoints_run_is_deleted_only_if_empty(tmp_path):
+    stored = Tracking("fw", project="p", dir=str(tmp_path))
+    old = stored.start()
+    old.log({"train/loss": 1.0})
+    stored.end()
+    tracking = Tracking("fw", project="p", dir=str(tmp_path))
+    empty = tracking.start()
+    assert tracking.start(resume=marker(old)).id == old.id
+    assert not empty.dir.exists()
+    used = Tracking("fw", project="p", dir=str(tmp_path))
+    full = used.start()
+    full.log({"train/loss": 1.0})
+    assert used.start(resume=marker(old)).id == old.id and full.dir.exists()
+    tracking.end()
+    used.end()
+
+
+def test_earlier_hugging_face_marker_names_its_root_dir(tmp_path):
+    assert read_marker({"epochal": {"id": "r1", "project": "p", "dir": "/x"}})["root"] == "/x"
+
+
+def test_checkpoint_policy_stores_folders_and_forgets_a_finished_training(tmp_path):
+    run = epochal.init(project="p")
+    folder = tmp_path / "checkpoint-4"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"w" * 64)
+    policy = CheckpointPolicy("best")
+    policy.saved(run, folder)
+    assert policy.end(run) is not None
+    assert policy.end(run) is None  # a later evaluate() ends without recording it twice
+    assert [v.metadata["filename"] for v in list_versions(run.dir)] == ["checkpoint-4"]
+    run.finish()
+
+
+def test_plain_hyperparameters():
+    import dataclasses
+    import enum
+    from argparse import Namespace
+
+    from epochal.lifecycle import plain
+
+    class Mode(enum.Enum):
+        FAST = "fast"
+
+    @dataclasses.dataclass
+    class Optim:
+        betas: tuple = (0.9, 0.99)
+
+    assert plain(Namespace(a=1, o=Optim(), m=Mode.FAST, s={"v", "q"}, n=Namespace(x=None))) == {
+        "a": 1, "o": {"betas": [0.9, 0.99]}, "m": "fast", "s": ["q", "v"], "n": {"x": None}}

@@ -64,14 +64,14 @@ def trainer(loggers, epochs: int = 2, callbacks=(), devices: int = 1, **kwargs) 
     )
 
 
-def csv_points(logger: CSVLogger) -> dict[str, list[tuple[int, int]]]:
-    """What Lightning handed its own CSVLogger: metric -> [(step, epoch)]."""
+def csv_points(logger: CSVLogger, epoch: str = "epoch") -> dict[str, list[tuple[int, int]]]:
+    """What Lightning handed its own CSVLogger: metric -> [(step, epoch)] (``epoch``: that column's name)."""
     out: dict[str, list[tuple[int, int]]] = {}
     with open(os.path.join(logger.log_dir, "metrics.csv"), newline="") as handle:
         for row in csv.DictReader(handle):
             for key, value in row.items():
-                if key not in ("step", "epoch") and value != "":
-                    out.setdefault(key, []).append((int(row["step"]), int(row["epoch"])))
+                if key not in ("step", epoch) and value != "":
+                    out.setdefault(key, []).append((int(row["step"]), int(row[epoch])))
     return out
 
 
@@ -80,7 +80,7 @@ def stored_points(run, key: str) -> list[tuple[int, int]]:
 
 
 def test_fit_records_metrics_at_lightning_steps_hparams_checkpoints_and_finishes(run_root, tmp_path):
-    logger = EpochalLogger(project="lit", name="tiny", log_model="all")
+    logger = EpochalLogger(project="lit", name="tiny", checkpoints="all")
     reference = CSVLogger(tmp_path / "csv")
     fit = trainer([logger, reference], callbacks=[ModelCheckpoint(monitor="val_loss", save_last=True)])
     fit.fit(Tiny(), loader(), loader())
@@ -117,16 +117,53 @@ def test_fit_records_metrics_at_lightning_steps_hparams_checkpoints_and_finishes
     assert run.path("model", "best").name == Path(checkpoint_cb.best_model_path).name
     # the run id travels inside Lightning's checkpoint
     saved = torch.load(checkpoint_cb.last_model_path, weights_only=False)
-    assert saved["epochal"] == {"lit": logger.version}
+    assert saved["epochal"] == {"project": "lit", "id": logger.version, "root": str(run_root)}
 
 
-def test_log_model_true_stores_the_best_checkpoint_at_the_end(run_root):
-    logger = EpochalLogger(project="lit", log_model=True)
+def test_by_default_the_best_checkpoint_is_the_model_artifact(run_root):
+    logger = EpochalLogger(project="lit")
     fit = trainer(logger, callbacks=[ModelCheckpoint(monitor="val_loss", save_top_k=2)])
     fit.fit(Tiny(), loader(), loader())
     versions = epochal.open_run(logger.version, dir=run_root).artifacts()
     assert len(versions) == 1 and set(versions[0].aliases) == {"latest", "best"}
     assert versions[0].metadata["filename"] == Path(fit.checkpoint_callback.best_model_path).name
+    assert versions[0].metadata["score"] == pytest.approx(float(fit.checkpoint_callback.best_model_score))
+
+
+@pytest.mark.parametrize("checkpoints, expected", [("best", 1), ("last", 1), (False, 0)])
+def test_a_default_trainer_without_a_monitor_records_its_last_checkpoint(run_root, checkpoints, expected):
+    logger = EpochalLogger(project="lit", checkpoints=checkpoints)
+    fit = trainer(logger, epochs=2)  # Lightning's own ModelCheckpoint: nothing monitored
+    fit.fit(Tiny(), loader(), loader())
+    versions = epochal.open_run(logger.version, dir=run_root).artifacts()
+    assert len(versions) == expected
+    if expected:
+        assert versions[0].metadata["filename"] == Path(fit.checkpoint_callback.last_model_path
+                                                        or fit.checkpoint_callback.best_model_path).name
+        assert versions[0].metadata["step"] == 2 * BATCHES
+
+
+def test_prefix_names_metrics_as_lightnings_loggers_join_them(run_root, tmp_path):
+    logger = EpochalLogger(project="lit", prefix="fit")
+    reference = CSVLogger(tmp_path / "csv", prefix="fit")
+    trainer([logger, reference]).fit(Tiny(), loader(), loader())
+    run = epochal.open_run(logger.version, dir=run_root)
+    lightning = csv_points(reference, epoch="fit-epoch")  # Lightning prefixes its epoch key too
+    assert set(lightning) == {"fit-train_loss_step", "fit-train_loss_epoch", "fit-val_loss"}
+    assert {k for r in run.records() for k in r} - {"step", "time", "epoch"} == {
+        "fit/train/loss", "fit/train/loss_epoch", "fit/val/loss"}
+    assert run.metadata["name_map"]["fit/train/loss"] == "fit-train_loss_step"
+    assert stored_points(run, "fit/val/loss") == lightning["fit-val_loss"]
+
+
+def test_numpy_bool_hyperparameter_is_stored_as_true(run_root):
+    import numpy as np
+
+    logger = EpochalLogger(project="hp")
+    logger.log_hyperparams({"shuffle": np.bool_(True), "drop": np.bool_(False)})
+    logger.finalize("success")
+    config = json.loads((Path(logger.log_dir) / "config.json").read_text())
+    assert config["shuffle"] is True and config["drop"] is False
 
 
 def test_hyperparameters_from_namespace_and_dataclass_are_plain_and_redacted(run_root):
@@ -145,7 +182,9 @@ def test_hyperparameters_from_namespace_and_dataclass_are_plain_and_redacted(run
     assert run.records() and run.records()[0]["step"] == 7 and run.records()[0]["epoch"] == 3
     assert run.records()[0]["train/loss"] == 1.5
     with pytest.raises(ValueError):
-        EpochalLogger(log_model="sometimes")
+        EpochalLogger(checkpoints="sometimes")
+    with pytest.raises(TypeError, match="checkpoints="):
+        EpochalLogger(log_model=True)
     with pytest.raises(TypeError, match="unexpected"):
         EpochalLogger(project="hp", colour="blue")
 
@@ -157,7 +196,7 @@ def test_a_run_that_cannot_be_stored_does_not_stop_training(tmp_path, caplog):
     fit = trainer(logger, enable_checkpointing=False)
     fit.fit(Tiny(), loader(), loader())
     assert fit.global_step == 2 * BATCHES and logger.experiment.disabled
-    assert "EpochalLogger.open failed" in caplog.text
+    assert "lightning: open failed" in caplog.text
 
 
 def test_exception_in_training_step_marks_the_run_failed(run_root):
@@ -213,7 +252,7 @@ def test_resume_from_checkpoint_continues_the_same_run(run_root, how):
     assert {e for _, e in stored_points(run, "val/loss")} == {0, 1}
     # ModelCheckpoint kept writing into the resumed run's folder
     assert Path(again.checkpoint_callback.dirpath) == run.dir / "checkpoints"
-    assert torch.load(last, weights_only=False)["epochal"] == {"resume": first.version}
+    assert torch.load(last, weights_only=False)["epochal"]["id"] == first.version
     assert torch.load(last, weights_only=False)["global_step"] == 2 * BATCHES
 
 
@@ -225,7 +264,7 @@ def test_autolog_adds_one_logger_and_disable_restores_trainer_init(run_root):
         mine = EpochalLogger(project="mine")
         given = Trainer(logger=mine, enable_progress_bar=False)
         with pytest.raises(ValueError):
-            integration.autolog(log_model="sometimes")
+            integration.autolog(checkpoints="sometimes")
     finally:
         integration.autolog(disable=True)
     assert [type(lg) for lg in plain.loggers] == [EpochalLogger] and plain.loggers[0].name == "auto"
@@ -268,3 +307,56 @@ def test_ddp_two_processes_make_one_run_with_hardware_from_both_ranks(run_root, 
     for rank in (0, 1):
         samples = [json.loads(x) for x in (run.dir / f"system.rank{rank}.jsonl").read_text().splitlines()]
         assert samples and {s["rank"] for s in samples} == {rank}
+
+
+SPAWN_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_lightning import Tiny, loader, trainer
+from epochal.integrations.lightning import EpochalLogger
+
+if __name__ == "__main__":
+    logger = EpochalLogger(project="spawn")
+    logger.log_hyperparams({{"batch_size": 8}})  # the parent opens the run before the spawn
+    fit = trainer(logger, strategy="ddp_spawn", devices=2)
+    fit.fit(Tiny(), loader(), loader())
+    print("RUN", logger.version, flush=True)
+"""
+
+
+def test_ddp_spawn_after_parent_side_hparams_keeps_the_runs_bookkeeping(run_root, tmp_path):
+    script = tmp_path / "train_spawn.py"
+    script.write_text(textwrap.dedent(SPAWN_SCRIPT.format(tests=str(Path(__file__).parent))))
+    env = {**os.environ, "EPOCHAL_DIR": str(run_root), "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = next(x for x in done.stdout.splitlines() if x.startswith("RUN ")).split()[1]
+    assert [p.name for p in (run_root / "spawn").iterdir()] == [run_id]
+    meta = json.loads((run_root / "spawn" / run_id / "run.json").read_text())
+    # the parent's stale handle neither finished the run nor overwrote what the spawned rank 0 wrote
+    assert meta["status"] == "finished" and meta["last_step"] == 2 * BATCHES - 1
+    assert meta["name_map"]["train/loss"] == "train_loss_step"
+    assert set(meta["metric_names"]) == {"train/loss", "train/loss_epoch", "val/loss"}
+    run = epochal.open_run(run_id, dir=run_root)
+    assert run.config["batch_size"] == 8 and run.config["model_class"] == "Tiny"
+    assert [s for s, _ in stored_points(run, "train/loss")] == list(range(2 * BATCHES))
+    again = epochal.init(project="spawn", id=run_id, resume="must", system_interval=0)
+    assert again.step == 2 * BATCHES  # a later resume continues after the last step
+    again.finish()
+
+
+def test_an_unpickled_logger_continues_the_same_run_without_a_second_handle(run_root):
+    import pickle
+
+    logger = EpochalLogger(project="pickled")
+    logger.log_hyperparams({"lr": 0.1})
+    logger.log_metrics({"train_loss": 1.0}, step=0)
+    copy = pickle.loads(pickle.dumps(logger))
+    copy.log_metrics({"train_loss": 0.5}, step=1)
+    logger.log_metrics({"train_loss": 0.25}, step=2)  # the original borrows the copy's open handle
+    assert logger.experiment is copy.experiment
+    copy.finalize("success")
+    meta = json.loads((Path(logger.log_dir) / "run.json").read_text())
+    assert meta["status"] == "finished" and meta["last_step"] == 2 and meta["metric_names"] == ["train/loss"]
+    assert [r["train/loss"] for r in epochal.open_run(logger.version, dir=run_root).records()] == [1.0, 0.5, 0.25]

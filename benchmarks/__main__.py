@@ -22,6 +22,7 @@ TOPICS = {
     "export": "export",
     "lightning": "lightning_table",
     "media": "media",
+    "report": "report",
 }
 ANCHOR_DISTS = ("epochal", "trackio", "wandb", "mlflow", "dvclive", "tensorboard", "torch", "lightning", "pandas")
 

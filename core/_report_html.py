@@ -386,6 +386,7 @@ _JS = r"""
     data: data,
     renderAll: () => Promise.all(all.map((el) => { if (observer) observer.unobserve(el); return pending(el); }))
       .then(() => drawn.size),
+    renderOne: (el) => pending(el).then(() => true),
     setMode: (m) => { const s = document.getElementById("x-mode"); s.value = m; s.dispatchEvent(new Event("change")); },
   };
 })();

@@ -27,8 +27,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .blocks import read_series
-from .query import RunReader, flatten
-from .store import CONFIG_FILE, METRICS_FILE, RUN_FILE, read_json
+from .query import RunReader, flatten, read_metadata
+from .store import CONFIG_FILE, METRICS_FILE, read_json_object
 
 __all__ = [
     "POINT_BUDGET", "MAX_POINTS", "MIN_POINTS", "MAX_NONFINITE", "MetricFigures", "Trace", "RunData",
@@ -207,18 +207,26 @@ def _relative(times: np.ndarray, origin: float | None) -> np.ndarray:
 
 
 def load_run(index: int, dir: Path, row: Mapping[str, Any] | None, runs: int, metrics: Sequence[str] | None,
-             lower: Mapping[str, bool]) -> tuple[RunData, list[str]]:
+             lower: Mapping[str, bool], problem: str | None = None) -> tuple[RunData, list[str]]:
     """One run's data and every metric name in its file; read problems are recorded, never raised."""
-    meta = read_json(dir / RUN_FILE)
-    problems = []
-    if not isinstance(meta, dict):
-        problems.append("run.json is unreadable or not a JSON object (status, name and times are lost)")
-        meta = {}
+    try:
+        return _load_run(index, dir, row, runs, metrics, lower, [problem] if problem else [])
+    except Exception as exc:  # whatever is wrong with a run, the others still make a report
+        data = RunData(index=index, dir=dir, id=dir.name, project=dir.parent.name, name=dir.name, status="unknown",
+                       start=None, duration=None, tags=[], host=None, git={}, config={},
+                       problems=[*([problem] if problem else []), f"unreadable: {type(exc).__name__}: {exc}"])
+        return data, []
+
+
+def _load_run(index: int, dir: Path, row: Mapping[str, Any] | None, runs: int, metrics: Sequence[str] | None,
+              lower: Mapping[str, bool], problems: list[str]) -> tuple[RunData, list[str]]:
+    meta, notes = read_metadata(dir)
+    raw_config, config_note = read_json_object(dir / CONFIG_FILE)
+    if row is None:
+        notes = [*notes, *([config_note] if config_note else [])]
+    problems.extend(n for n in dict.fromkeys((row or {}).get("problems") or notes) if n not in problems)
     row = dict(row or {})
-    raw_config = read_json(dir / CONFIG_FILE)
-    if raw_config is None and (dir / CONFIG_FILE).exists():
-        problems.append("config.json is unreadable")
-    config = flatten(raw_config) if isinstance(raw_config, dict) else {}
+    config = flatten(raw_config)
     reader = RunReader(dir)
     try:
         environment = reader.environment

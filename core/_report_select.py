@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .query import MISSING, RunNotFoundError, _row, find_run, root_dir, run_dirs
+from .store import RUN_FILE, read_json
 
 __all__ = ["ReportError", "Selected", "select_runs", "compile_where", "close_matches"]
 
@@ -35,10 +36,19 @@ class ReportError(ValueError):
 
 @dataclass
 class Selected:
-    """One run chosen for the report: its folder and its runs-table row (``None`` when run.json is unreadable)."""
+    """One run chosen for the report: its folder, its runs-table row (``None`` when unreadable) and why not."""
 
     dir: Path
     row: dict[str, Any] | None
+    problem: str | None = None
+
+
+def _selected(run_dir: Path, now: float) -> Selected:
+    try:
+        row = _row(run_dir, now)
+    except Exception as exc:  # a run.json of the wrong shape: listed with its problem, never fatal
+        return Selected(run_dir, None, f"run.json cannot be listed ({type(exc).__name__}: {exc})")
+    return Selected(run_dir, row)
 
 
 def close_matches(word: str, choices: Sequence[str], what: str) -> str:
@@ -63,7 +73,7 @@ def select_runs(runs: Sequence[str | os.PathLike[str]] = (), project: str | None
             try:
                 dirs.append(find_run(run, dir=dir, project=project))
             except RunNotFoundError as exc:
-                unknown.append(str(exc))
+                unknown.append(str(exc) + _close_names(os.fspath(run), dir, project))
         if unknown:
             raise ReportError("; ".join(unknown) if len(unknown) == 1 else "unknown runs:\n  " + "\n  ".join(unknown))
         dirs = list(dict.fromkeys(dirs))
@@ -72,7 +82,7 @@ def select_runs(runs: Sequence[str | os.PathLike[str]] = (), project: str | None
         if not dirs:
             where_text = f"{root_dir(dir)}" + (f" (project {project!r})" if project else "")
             raise ReportError(f"no runs in {where_text}; pass dir=/--dir or set EPOCHAL_DIR to the folder holding your runs")
-    chosen = [Selected(d, _row(d, now)) for d in dirs]
+    chosen = [_selected(d, now) for d in dirs]
     if not runs:
         chosen.sort(key=lambda s: ((s.row or {}).get("start") or 0.0, s.dir.name))
     if where:
@@ -81,6 +91,17 @@ def select_runs(runs: Sequence[str | os.PathLike[str]] = (), project: str | None
         if not chosen:
             raise ReportError(f"no run matches --where {where!r}; try `epochal ls` to see the runs")
     return chosen
+
+
+def _close_names(text: str, dir: str | os.PathLike[str] | None, project: str | None) -> str:
+    """``"; closest names: ..."`` among the stored runs' names, or ``""``."""
+    names = []
+    for run_dir in run_dirs(root_dir(dir), project):
+        meta = read_json(run_dir / RUN_FILE)
+        if isinstance(meta, dict) and isinstance(meta.get("name"), str):
+            names.append(meta["name"])
+    close = difflib.get_close_matches(text, sorted(set(names)), n=5, cutoff=0.6)
+    return f"; closest names: {', '.join(close)}" if close else ""
 
 
 _COMPARE: dict[type, Callable[[Any, Any], bool]] = {

@@ -78,7 +78,7 @@ def report(runs: Sequence[str | os.PathLike[str]] | str | None = None, *, projec
     wanted, lower = _metric_specs(metrics)
     loaded, seen = [], {}
     for index, selected in enumerate(chosen):
-        data, names = load_run(index, selected.dir, selected.row, len(chosen), wanted or None, lower)
+        data, names = load_run(index, selected.dir, selected.row, len(chosen), wanted or None, lower, selected.problem)
         loaded.append(data)
         seen.update(dict.fromkeys(names))
     unknown = [m for m in wanted if m not in seen]

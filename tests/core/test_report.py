@@ -160,7 +160,7 @@ def test_nan_inf_empty_crashed_and_malformed_runs_render(tmp_path, run_root):
     data, text = _payload(out)
     names = [r["name"] for r in data["runs"]]
     assert sorted(names) == ["broken", "crashed", "empty", "nan"]
-    assert "run.json is unreadable" in text and "config.json is unreadable" in text
+    assert "run.json: not valid JSON" in text and "config.json: not valid JSON" in text
     assert "damaged stretch" in text
     loss = next(c for c in data["charts"] if c["title"] == "loss")
     by_run = {data["runs"][t["run"]]["name"]: t for t in loss["traces"]}
@@ -177,3 +177,22 @@ def test_nan_inf_empty_crashed_and_malformed_runs_render(tmp_path, run_root):
 def test_import_epochal_imports_no_charting_library():
     code = "import sys, epochal; print([m for m in ('plotly', 'numpy', 'pandas') if m in sys.modules])"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_wrong_shaped_run_json_and_misspelt_name(runs, tmp_path, run_root):
+    odd = run_root / "cmp" / "odd-run"
+    odd.mkdir()
+    (odd / "run.json").write_text(json.dumps({"name": "odd", "tags": 5, "created": "yesterday"}))
+    out = epochal.report(project="cmp", output=tmp_path / "r.html")
+    data, text = _payload(out)
+    assert len(data["runs"]) == 4 and "run.json: &#x27;tags&#x27; holds a int" in text
+    with pytest.raises(ReportError, match=r"closest names: lr0.01-d3, lr0.01-d2"):
+        epochal.report(["lr0.01-d"], output=tmp_path / "r.html")
+
+
+def test_missing_plotly_says_how_to_install(runs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "plotly.offline", None)
+    with pytest.raises(ImportError, match=r"pip install 'epochal\[report\]'"):
+        epochal.report(output=tmp_path / "r.html")
+    assert main(["report", "-o", str(tmp_path / "r.html")]) == 1
+    assert "epochal[report]" in capsys.readouterr().err

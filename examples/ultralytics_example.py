@@ -5,8 +5,8 @@
 A YOLOv8n built from its yaml (nothing downloaded) learns to find red boxes on 64x64
 synthetic images for a few epochs on the CPU (~20 s). The run is named after Ultralytics'
 run folder; it holds per-epoch losses, learning rates and validation mAP, the final
-validation of best.pt in the summary (``best/...``), the checkpoints as versions of the
-``weights`` artifact (``latest``/``best``), the plots and results.csv.
+validation of best.pt in the summary (``best/...``), best.pt as a version of the
+``model`` artifact (``latest``/``best``), the plots and results.csv.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ if int(keras.version().split(".")[0]) < 3:
     raise ImportError(f"EpochalCallback needs Keras 3, found {keras.version()}: pip install 'epochal[keras]'")
 
 from epochal.lifecycle import Checkpoints, CheckpointPolicy, Tracking, read_marker, write_marker
+from epochal.names import KERAS
 from epochal.run import Run
 
 from ._keras_facts import file_state, fit_callbacks, fit_facts, iterations, learning_rate, scalars, summary_text
@@ -128,14 +129,14 @@ class EpochalCallback(keras.callbacks.Callback):
             lr = learning_rate(self.model)
             if lr is not None:
                 values["lr"] = lr
-            self.run.log_native(values, step=iterations(self.model), epoch=epoch + 1)
+            self.run.log_native(values, step=iterations(self.model), epoch=epoch + 1, dialect=KERAS)
 
     def _batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         step = self._batch_step(batch)
         if step - self._last_batch_log >= self._every:
             self._last_batch_log = step
             with self.tracking.guard("on_train_batch_end"):
-                self.run.log_native(scalars(logs), step=step, epoch=self._batch_epoch(batch))
+                self.run.log_native(scalars(logs), step=step, epoch=self._batch_epoch(batch), dialect=KERAS)
 
     def _batch_step(self, batch: int | None) -> int:
         """The optimizer step after ``batch`` (counted: JAX detaches variables inside an epoch)."""
@@ -208,7 +209,8 @@ class EpochalCallback(keras.callbacks.Callback):
             run = self.tracking.reopen() if fitted else self.tracking.start()
             self._model_ref = weakref.ref(self.model)
             step = iterations(self.model) if self.model.optimizer is not None else None
-            run.log_native(scalars(logs), step=step, epoch=self._epoch + 1 if fitted else None, split="test")
+            run.log_native(scalars(logs), step=step, epoch=self._epoch + 1 if fitted else None,
+                           dialect=KERAS.with_split("test"))
         self.tracking.end()
 
 

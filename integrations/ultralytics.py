@@ -4,6 +4,8 @@
 >>> autolog()                     # every YOLO training of this process from now on
 >>> add_epochal_callbacks(model)  # or only this model (run=, project=, tags=... optional)
 
+Which run, ending and failure follow :mod:`epochal.lifecycle` (a run passed in, else one the
+user opened, else the training's own, finished when it ends; ``failed`` when it raises).
 What a training records:
 
 - the run: project = the last folder of ``train(project=...)``, name = the trainer's
@@ -16,40 +18,36 @@ What a training records:
   (canonical names; Ultralytics' own in the name map);
 - the final validation of ``best.pt`` goes to the summary under ``best/`` (``best/val/mAP50(B)``,
   ``best/epoch``), never as another point;
-- artifact ``weights``: ``last.pt`` of every epoch (``latest``; ``best`` when it is the best
-  so far; ``keep_last`` older versions kept), the stripped ``best.pt``/``last.pt`` at the end;
+- checkpoints (``checkpoints="best"|"last"|"all"|False``, :class:`epochal.lifecycle.CheckpointPolicy`):
+  by default ``best.pt`` at the end, as a version of the ``model`` artifact (``best``/``latest``);
   ``plots`` and ``results.csv`` at the end;
-- ``resume=True`` continues the same run (its id is kept in ``<save_dir>/epochal.json``).
+- ``resume=True`` continues the same run (its marker is ``<save_dir>/epochal.json``).
 
-Checkpoints are stored as the core stores artifacts: copies by default. Under
-``EPOCHAL_ARTIFACT_LINK=hardlink`` they are hardlinked, and since Ultralytics rewrites
-``last.pt`` in place, the file in ``weights/`` first gets its own copy (the stored version keeps its bytes).
+Checkpoints recorded at the end are hardlinked where possible (no second copy); Ultralytics
+rewrites ``weights/*.pt`` in place, so a later training in the same folder first gives those
+files their own copy (the stored versions keep their bytes).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
-import traceback
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import epochal
-from epochal.names import ULTRALYTICS, canonicalize, epoch_step
-from epochal.store import read_json, write_json_atomic
+from epochal.lifecycle import Checkpoints, CheckpointPolicy, Tracking, read_marker, write_marker
+from epochal.names import ULTRALYTICS, epoch_step
+from epochal.run import check_segment
 
-__all__ = ["STATE_FILE", "EpochalCallbacks", "add_epochal_callbacks", "autolog"]
+__all__ = ["EpochalCallbacks", "add_epochal_callbacks", "autolog"]
 
 log = logging.getLogger("epochal")
-STATE_FILE = "epochal.json"
-_EVENTS = ("on_pretrain_routine_end", "on_train_epoch_end", "on_model_save", "on_fit_epoch_end", "on_train_end",
+_EVENTS = ("on_pretrain_routine_end", "on_model_save", "on_train_epoch_end", "on_fit_epoch_end", "on_train_end",
            "teardown")
 _PLOTS = (".png", ".jpg", ".jpeg", ".svg")
 _trainings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # trainer -> _Training
@@ -59,54 +57,66 @@ _autolog: dict[str, Any] = {}
 class _Training:
     """What one tracker knows about one trainer."""
 
-    def __init__(self, owner: EpochalCallbacks, run: Any, own_run: bool) -> None:
-        self.owner, self.run, self.own_run = owner, run, own_run
+    def __init__(self, owner: EpochalCallbacks, tracking: Tracking, policy: CheckpointPolicy) -> None:
+        self.owner, self.tracking, self.policy = owner, tracking, policy
         self.pending: int | None = None  # epoch trained but not yet logged
         self.seen: Any = None  # the trainer.metrics dict already logged (a skipped validation keeps it)
+
+    @property
+    def run(self) -> Any:
+        return self.tracking.run
 
 
 class EpochalCallbacks:
     """Trainer callbacks that track each Ultralytics training as an epochal run.
 
-    ``run``: log into this run and leave it open; otherwise every training opens (and
-    finishes) its own run with ``init_kwargs`` (``project=``, ``dir=``, ``tags=``...), which
-    win over the trainer's project and name. ``keep_last``: unaliased checkpoint versions kept.
+    ``run``: log into this run and leave it open; else the user's current run, else each
+    training opens (and finishes) its own with ``init_kwargs`` (``project=``, ``dir=``,
+    ``tags=``...), which win over the trainer's project and name. ``checkpoints``/``keep_last``:
+    see :class:`~epochal.lifecycle.CheckpointPolicy`.
     """
 
-    def __init__(self, run: Any = None, *, keep_last: int | None = 1, **init_kwargs: Any) -> None:
-        inspect.signature(epochal.init).bind(**init_kwargs)  # a wrong argument fails here, not mid-training
-        self.run, self.keep_last, self.init_kwargs = run, keep_last, init_kwargs
-        self.callbacks: dict[str, Callable[[Any], None]] = {event: self._guard(event) for event in _EVENTS}
+    def __init__(self, run: Any = None, *, checkpoints: Checkpoints | bool = "best", keep_last: int | None = None,
+                 **init_kwargs: Any) -> None:
+        self.run, self.init_kwargs = run, init_kwargs
+        self.policy_args = {"checkpoints": checkpoints, "keep_last": keep_last}
+        Tracking("ultralytics", run=run, **init_kwargs), CheckpointPolicy(**self.policy_args)  # wrong arguments fail now
+        self.callbacks: dict[str, Callable[[Any], None]] = {event: self._handler(event) for event in _EVENTS}
 
-    def _guard(self, event: str) -> Callable[[Any], None]:
-        handler = getattr(self, "_" + event)
+    def _handler(self, event: str) -> Callable[[Any], None]:
+        method = getattr(self, "_" + event)
 
         def callback(trainer: Any) -> None:
-            try:
-                training = _trainings.get(trainer)
-                if event == "on_pretrain_routine_end" and training is None:
-                    handler(trainer)
-                elif training is not None and training.owner is self:
-                    handler(trainer, training)
-            except Exception:  # tracking never kills training
-                log.exception("epochal: Ultralytics callback %s failed", event)
+            training = _trainings.get(trainer)
+            if training is None and event == "on_pretrain_routine_end":
+                tracking = Tracking("ultralytics", run=self.run, **self.init_kwargs)
+                training = _trainings[trainer] = _Training(self, tracking, CheckpointPolicy(**self.policy_args))
+            if training is None or training.owner is not self:
+                return
+            with training.tracking.guard(event):
+                method(trainer, training)
 
         callback.__qualname__ = callback.__name__ = f"epochal_{event}"
         return callback
 
-    def _on_pretrain_routine_end(self, trainer: Any) -> None:
+    def _on_pretrain_routine_end(self, trainer: Any, training: _Training) -> None:
         """Data and model are ready, training starts next: open the run, record config and data."""
         from ultralytics.utils.torch_utils import get_flops, get_num_params
 
-        run, own = self._open(trainer)
-        _trainings[trainer] = training = _Training(self, run, own)
+        save_dir = Path(trainer.save_dir)
+        for path in save_dir.glob("weights/*.pt"):
+            _unshare(path)  # stored versions of an earlier training, about to be rewritten in place
+        defaults = {"name": save_dir.name}
+        if trainer.args.project and _is_segment(Path(str(trainer.args.project)).name):
+            defaults["project"] = Path(str(trainer.args.project)).name
+        resume = read_marker(save_dir) if trainer.args.resume else None
+        run = training.tracking.start(resume=resume, **defaults)
+        if training.tracking.owns and not run.disabled:
+            write_marker(save_dir, run)
         training.seen = trainer.metrics  # the placeholder zeros, never logged
         data = trainer.data or {}
-        facts = {
-            **vars(trainer.args),
-            "model/parameters": get_num_params(trainer.model),
-            "model/GFLOPs": round(get_flops(trainer.model, trainer.args.imgsz), 3),
-        }
+        facts = {**vars(trainer.args), "model/parameters": get_num_params(trainer.model),
+                 "model/GFLOPs": round(get_flops(trainer.model, trainer.args.imgsz), 3)}
         yaml_file = str(data.get("yaml_file") or trainer.args.data or "")
         if yaml_file.endswith((".yaml", ".yml")) and Path(yaml_file).is_file():
             from ultralytics.utils import YAML
@@ -121,43 +131,18 @@ class EpochalCallbacks:
                 if labels != Path(images) and labels.exists():
                     run.log_dataset(str(labels), f"{split}-labels")
 
-    def _open(self, trainer: Any) -> tuple[Any, bool]:
-        """The run of this training (the given one, the resumed one, or a new one) and whether we own it."""
-        save_dir = Path(trainer.save_dir)
-        for path in [*save_dir.glob("*"), *save_dir.glob("weights/*")]:
-            _unshare(path)  # files of an earlier run's artifacts, about to be rewritten
-        if self.run is not None:
-            return self.run, False
-        kwargs = dict(self.init_kwargs)
-        previous = read_json(save_dir / STATE_FILE) if trainer.args.resume else None
-        if isinstance(previous, dict) and previous.get("id"):
-            kwargs.setdefault("id", previous["id"])
-            kwargs.setdefault("resume", "allow")
-            kwargs.setdefault("project", previous.get("project"))
-            kwargs.setdefault("dir", previous.get("dir"))
-        if trainer.args.project:
-            kwargs.setdefault("project", _segment(Path(str(trainer.args.project)).name))
-        kwargs.setdefault("name", save_dir.name)
-        run = epochal.init(**kwargs)
-        if not run.disabled:
-            write_json_atomic(save_dir / STATE_FILE, {"id": run.id, "project": run.project, "dir": str(run.root)})
-        return run, True
-
     def _on_train_epoch_end(self, trainer: Any, training: _Training) -> None:
         training.pending = trainer.epoch
-        _unshare(Path(trainer.last))  # save_model rewrites last.pt in place
 
     def _on_model_save(self, trainer: Any, training: _Training) -> None:
-        best = trainer.best_fitness == trainer.fitness and Path(trainer.best).exists()
         fitness = float(trainer.fitness) if trainer.fitness is not None else None
-        training.run.log_artifact(
-            trainer.last, name="weights", type="model", aliases=("best",) if best else (),
-            metadata={"epoch": trainer.epoch + 1, "fitness": fitness}, keep_last=self.keep_last,
-        )
+        best = trainer.best_fitness == trainer.fitness and Path(trainer.best).exists()
+        training.policy.saved(training.run, trainer.last, best=best,
+                              metadata={"epoch": trainer.epoch + 1, "fitness": fitness})
 
     def _on_fit_epoch_end(self, trainer: Any, training: _Training) -> None:
         if training.pending is None:  # Ultralytics re-fires this for the final validation of best.pt
-            self._log_best(trainer, training)
+            self._log_best(trainer, training.run)
             return
         epoch, training.pending = training.pending, None
         metrics = {**(trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss else {}), **trainer.lr}
@@ -165,12 +150,9 @@ class EpochalCallbacks:
             metrics.update(trainer.metrics)
             training.seen = trainer.metrics
         training.run.log_native(metrics, step=epoch_step(epoch), epoch=epoch + 1, dialect=ULTRALYTICS)
-        if trainer.stop:  # final_eval strips the optimizer from last.pt/best.pt in place
-            _unshare(Path(trainer.last))
 
-    def _log_best(self, trainer: Any, training: _Training) -> None:
-        values, originals, _ = canonicalize(trainer.metrics or {}, dialect=ULTRALYTICS)
-        run = training.run
+    def _log_best(self, trainer: Any, run: Any) -> None:
+        values, originals, _, _ = ULTRALYTICS.map(trainer.metrics or {})
         summary = {f"best/{name}": value for name, value in values.items()}
         summary["best/epoch"] = getattr(trainer.stopper, "best_epoch", None)
         run.summary.update(summary)
@@ -181,10 +163,9 @@ class EpochalCallbacks:
         run = training.run
         if run.disabled:
             return
-        for path, aliases in ((Path(trainer.best), ("best",)), (Path(trainer.last), ())):
-            if path.is_file():
-                run.log_artifact(path, name="weights", type="model", aliases=aliases,
-                                 metadata={"final": True}, keep_last=self.keep_last)
+        best = Path(trainer.best)
+        training.policy.end(run, best=best if best.is_file() else None, last=trainer.last, metadata={
+            "best_epoch": getattr(trainer.stopper, "best_epoch", None), "best_fitness": _number(trainer.best_fitness)})
         save_dir = Path(trainer.save_dir)
         plots = sorted(p for p in save_dir.iterdir() if p.suffix.lower() in _PLOTS and p.is_file())
         with tempfile.TemporaryDirectory(dir=save_dir, prefix=".epochal-") as tmp:
@@ -200,18 +181,19 @@ class EpochalCallbacks:
 
     def _teardown(self, trainer: Any, training: _Training) -> None:
         _trainings.pop(trainer, None)
-        if training.own_run:
-            exc = sys.exc_info()  # teardown runs in Ultralytics' `finally`: a failure is in flight here
-            if exc[0] is None:
-                training.run.finish()
-            else:
-                training.run.finish("failed", error="".join(traceback.format_exception(*exc)))
+        training.tracking.end(error=sys.exc_info()[1])  # teardown runs in Ultralytics' `finally`
 
 
-def _segment(name: str) -> str | None:
-    """A project name usable as a folder: unsafe characters become '-'."""
-    cleaned = re.sub(r"[^A-Za-z0-9._=+-]", "-", name).lstrip("._=+-").replace("..", ".")[:128]
-    return cleaned or None
+def _is_segment(name: str) -> bool:
+    try:
+        return bool(check_segment(name, "project"))
+    except ValueError:
+        log.info("epochal: YOLO project folder %r is no usable project name; the default project is used", name)
+        return False
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _unshare(path: Path) -> None:
@@ -236,7 +218,7 @@ def add_epochal_callbacks(model: Any, run: Any = None, **kwargs: Any) -> Epochal
 def autolog(disable: bool = False, **kwargs: Any) -> None:
     """Track every Ultralytics training started after this call; ``disable=True`` stops it.
 
-    ``kwargs`` go to :class:`EpochalCallbacks` (``project=``, ``dir=``, ``keep_last=``...).
+    ``kwargs`` go to :class:`EpochalCallbacks` (``project=``, ``dir=``, ``checkpoints=``...).
     Registered where Ultralytics adds its own integrations, so models built before this
     call are covered too. Nothing else (MLflow, W&B...) is switched on or off.
     """

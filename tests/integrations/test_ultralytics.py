@@ -110,12 +110,12 @@ def test_autolog_tracks_a_training(run_root, data_yaml, tmp_path, yolo_offline):
     assert datasets["val"]["files"] == 4 and datasets["val"]["sha256"] != datasets["train"]["sha256"]
 
     artifacts = _check_artifacts_intact(run_dir)
-    weights = artifacts["weights"]
-    assert {"latest", "best"} <= set(weights["aliases"])
-    latest = next(e for e in weights["versions"] if e["version"] == weights["aliases"]["latest"])
+    model_artifact = artifacts["model"]  # checkpoints="best" by default: best.pt, recorded at the end
+    assert len(model_artifact["versions"]) == 1 and model_artifact["aliases"] == {"best": "v0", "latest": "v0"}
     save_dir = Path(trainer.save_dir)
-    assert latest["sha256"] == hashlib.sha256((save_dir / "weights" / "last.pt").read_bytes()).hexdigest()
-    assert len(weights["versions"]) <= 3  # keep_last=1: latest + best (+ a best that moved at the end)
+    stored = model_artifact["versions"][0]
+    assert stored["metadata"]["filename"] == "best.pt"
+    assert stored["sha256"] == hashlib.sha256((save_dir / "weights" / "best.pt").read_bytes()).hexdigest()
     assert "results.csv" in artifacts
     assert json.loads((save_dir / "epochal.json").read_text())["id"] == run_dir.name
     # nothing went online: no font, no AMP-check weights
@@ -161,12 +161,28 @@ def test_resume_continues_the_run_after_a_crash(run_root, data_yaml, tmp_path, m
     assert [r["step"] for r in records] == [1, 2]
     assert all(set(LOSSES + VAL) <= set(r) for r in records)
     assert "best/val/mAP50(B)" in read_json(run_dir / "summary.json")
-    weights = _check_artifacts_intact(run_dir)["weights"]
-    assert {"latest", "best"} <= set(weights["aliases"])
+    versions = _check_artifacts_intact(run_dir)["model"]
+    assert {"latest", "best"} <= set(versions["aliases"])
     assert "changed after it was stored" not in caplog.text
-    # no bytes copied: each final checkpoint in weights/ is the stored file itself
-    stored = {(run_dir / e["path"]).stat().st_ino for e in weights["versions"]}
-    assert {p.stat().st_ino for p in (save_dir / "weights").glob("*.pt")} <= stored
+    # no bytes copied: the final best.pt in weights/ is the stored file itself
+    stored = {(run_dir / e["path"]).stat().st_ino for e in versions["versions"]}
+    assert (save_dir / "weights" / "best.pt").stat().st_ino in stored
+
+
+def test_checkpoints_all_records_every_epoch_and_false_none(run_root, data_yaml, tmp_path):
+    from epochal.integrations.ultralytics import add_epochal_callbacks
+    from ultralytics import YOLO
+
+    for mode in ("all", False):
+        model = YOLO("yolov8n.yaml")
+        add_epochal_callbacks(model, checkpoints=mode, project=f"ckpt-{mode}")
+        model.train(data=data_yaml, project=str(tmp_path / str(mode)), name="A", **TRAIN)
+    artifacts = _check_artifacts_intact(_only_run(run_root, "ckpt-all"))
+    versions = artifacts["model"]["versions"]
+    assert [v["metadata"]["epoch"] for v in versions] == [1, 2]  # last.pt as each epoch saved it
+    assert [v["metadata"]["filename"] for v in versions] == ["last.pt", "last.pt"]
+    assert "best" in artifacts["model"]["aliases"]
+    assert "model" not in _check_artifacts_intact(_only_run(run_root, "ckpt-False"))
 
 
 def test_add_epochal_callbacks_logs_into_a_given_run(run_root, data_yaml, tmp_path):
@@ -214,7 +230,7 @@ def test_classification_training(run_root, tmp_path):
     assert run.metadata["name_map"]["val/accuracy_top1"] == "metrics/accuracy_top1"
     assert 0.0 <= run.summary["best/val/accuracy_top1"] <= 1.0
     assert run.datasets["train"]["files"] == 8 and run.datasets["val"]["files"] == 8
-    assert {"latest", "best"} <= {a for v in run.artifacts() if v.name == "weights" for a in v.aliases}
+    assert {"latest", "best"} <= {a for v in run.artifacts() if v.name == "model" for a in v.aliases}
 
 
 def test_wrong_arguments_fail_at_once_and_callback_errors_never_reach_training(caplog):
@@ -222,6 +238,8 @@ def test_wrong_arguments_fail_at_once_and_callback_errors_never_reach_training(c
 
     with pytest.raises(TypeError):
         integration.EpochalCallbacks(projekt="typo")
+    with pytest.raises(ValueError, match="checkpoints="):
+        integration.EpochalCallbacks(checkpoints="sometimes")
 
     class BrokenRun:
         def log_native(self, *args, **kwargs):
@@ -233,8 +251,10 @@ def test_wrong_arguments_fail_at_once_and_callback_errors_never_reach_training(c
         def label_loss_items(self, *args, **kwargs):
             return {}
 
+    from epochal.lifecycle import CheckpointPolicy, Tracking
+
     tracker, trainer = integration.EpochalCallbacks(), Trainer()
-    training = integration._Training(tracker, BrokenRun(), own_run=False)
+    training = integration._Training(tracker, Tracking("ultralytics", run=BrokenRun()), CheckpointPolicy())
     training.pending = 0
     integration._trainings[trainer] = training
     tracker.callbacks["on_fit_epoch_end"](trainer)  # does not raise

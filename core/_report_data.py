@@ -4,8 +4,8 @@ Downsampling (per chart trace, i.e. one metric of one run): every run gets an eq
 :data:`POINT_BUDGET`, split equally among the metrics it logged; a trace keeps that many points,
 but never more than :data:`MAX_POINTS` nor fewer than :data:`MIN_POINTS`. A trace whose finite
 values fit is drawn whole. Otherwise its points (in logging order) are cut into
-``(max_points - 2) // 2`` equal buckets and each bucket keeps its minimum and its maximum (the
-earliest of equal ones), plus the first and the last point: spikes stay visible and the
+``(max_points - 2) // 2`` buckets of equal length (the last one shorter) and each bucket keeps
+its minimum and its maximum (the earliest of equal ones), plus the first and the last point: spikes stay visible and the
 extremes of the run are exact, as in W&B's and TensorBoard's min/max views. NaN and ±inf values
 are not downsampled with the rest: up to :data:`MAX_NONFINITE` of them per trace (evenly
 spread) are kept as gaps in the line and drawn as markers labelled ``nan``/``inf``.
@@ -35,7 +35,7 @@ __all__ = [
     "downsample", "points_per_trace", "load_run", "value_at", "compare_at", "lower_is_better", "encode_array",
 ]
 
-POINT_BUDGET = 1_000_000
+POINT_BUDGET = 800_000
 MAX_POINTS = 2_000
 MIN_POINTS = 100
 MAX_NONFINITE = 200
@@ -56,21 +56,23 @@ def points_per_trace(runs: int, metrics_of_run: int) -> int:
 
 
 def downsample(values: np.ndarray, max_points: int) -> np.ndarray:
-    """Indices (sorted) of the points of ``values`` (all finite) a chart keeps: min and max per bucket, first, last."""
+    """Indices (sorted) of the points of ``values`` (all finite) a chart keeps: min and max per bucket, first, last.
+
+    Buckets hold ``ceil(n / ((max_points - 2) // 2))`` consecutive points (the last one fewer).
+    """
     n = len(values)
     if n <= max_points:
         return np.arange(n)
-    buckets = max(1, (max_points - 2) // 2)
-    edges = (np.arange(buckets + 1, dtype=np.int64) * n) // buckets
-    owner = np.repeat(np.arange(buckets), np.diff(edges))
-    lows = np.minimum.reduceat(values, edges[:-1])
-    highs = np.maximum.reduceat(values, edges[:-1])
-    keep = [np.array([0, n - 1])]
-    for extreme in (lows, highs):
-        hits = np.flatnonzero(values == extreme[owner])
-        _, first = np.unique(owner[hits], return_index=True)
-        keep.append(hits[first])
-    return np.unique(np.concatenate(keep))
+    size = -(-n // max(1, (max_points - 2) // 2))
+    count = -(-n // size)
+    padded = np.empty(count * size)
+    offsets = np.arange(count) * size
+    padded[n:] = np.inf
+    padded[:n] = values
+    lows = padded.reshape(count, size).argmin(axis=1) + offsets
+    padded[n:] = -np.inf
+    highs = padded.reshape(count, size).argmax(axis=1) + offsets
+    return np.unique(np.concatenate(([0, n - 1], lows, highs)))
 
 
 def encode_array(values: np.ndarray, dtype: str) -> dict[str, str]:

@@ -123,23 +123,38 @@ def read_series(path: Path, keys: Sequence[str] | None = None) -> tuple[dict[str
 
     Unlike :func:`read_columns` nothing is filled in, so a logged NaN stays apart from "not logged
     in this record". Also returns every metric name in the file (``keys`` or not) and how many
-    torn or corrupt stretches were skipped.
+    torn or corrupt stretches were skipped. Blocks of one row format are decoded together, in one
+    pass; a metric found in several formats is put back in logging order.
     """
     import numpy as np
 
     parsed = list(iter_blocks(_read(path)))
-    blocks = [b for b in parsed if b is not None]
-    names = list(dict.fromkeys(k for b in blocks for k in b[0]))
-    parts: dict[str, list[Any]] = {k: [] for k in names if keys is None or k in keys}
-    for block_keys, n, body in blocks:
+    formats: dict[tuple[str, ...], list[tuple[int, int, memoryview]]] = {}
+    position = 0
+    for block in parsed:
+        if block is not None:
+            formats.setdefault(tuple(block[0]), []).append((position, block[1], block[2]))
+            position += block[1]
+    names = list(dict.fromkeys(k for fmt in formats for k in fmt))
+    wanted = [k for k in names if keys is None or k in keys]
+    parts: dict[str, list[tuple[Any, ...]]] = {k: [] for k in wanted}
+    for fmt, chunks in formats.items():
+        if not any(k in parts for k in fmt):
+            continue
         dtype = np.dtype([("step", "<i8"), ("time", "<f8"), ("epoch", "<f8")]
-                         + [(f"v{i}", "<f8") for i in range(len(block_keys))])
-        rows = np.frombuffer(body, dtype=dtype, count=n)
-        for i, key in enumerate(block_keys):
+                         + [(f"v{i}", "<f8") for i in range(len(fmt))])
+        rows = np.frombuffer(b"".join(body for _, _, body in chunks), dtype=dtype)
+        shared = [np.concatenate([np.arange(start, start + n) for start, n, _ in chunks])]
+        shared += [np.ascontiguousarray(rows[name]) for name in _FIXED]  # one copy per format, shared by its keys
+        for i, key in enumerate(fmt):
             if key in parts:
-                parts[key].append((rows["step"], rows["time"], rows["epoch"], rows[f"v{i}"]))
-    series = {
-        key: {field: np.concatenate([p[j] for p in chunks]) for j, field in enumerate(("step", "time", "epoch", "value"))}
-        for key, chunks in parts.items() if chunks
-    }
-    return series, names, len(parsed) - len(blocks)
+                parts[key].append((*shared, np.ascontiguousarray(rows[f"v{i}"])))
+    series = {}
+    for key, found in parts.items():
+        if len(found) == 1:
+            fields = found[0][1:]
+        else:
+            order = np.argsort(np.concatenate([f[0] for f in found]), kind="stable")
+            fields = tuple(np.concatenate([f[j] for f in found])[order] for j in range(1, 5))
+        series[key] = dict(zip(("step", "time", "epoch", "value"), fields))
+    return series, names, sum(1 for b in parsed if b is None)

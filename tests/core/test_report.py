@@ -14,6 +14,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import epochal
 from epochal._report_data import MAX_POINTS, downsample, points_per_trace
@@ -57,17 +59,27 @@ def test_downsample_keeps_everything_that_fits_and_min_max_of_every_bucket():
     assert 31_337 in kept and 77_000 in kept
     assert np.all(np.diff(kept) > 0)
     # every bucket's extremes are there
-    buckets = (1000 - 2) // 2
-    edges = (np.arange(buckets + 1) * len(values)) // buckets
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    size = -(-len(values) // ((1000 - 2) // 2))
+    for lo in range(0, len(values), size):
+        hi = lo + size
         part = values[lo:hi]
         assert values[kept[(kept >= lo) & (kept < hi)]].max() == part.max()
         assert values[kept[(kept >= lo) & (kept < hi)]].min() == part.min()
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-1e9, 1e9), min_size=1, max_size=3000), st.integers(4, 500))
+def test_downsample_never_exceeds_its_budget_and_keeps_the_extremes(values, max_points):
+    values = np.array(values)
+    kept = downsample(values, max_points)
+    assert len(kept) <= max_points and np.all(np.diff(kept) > 0)
+    assert kept[0] == 0 and kept[-1] == len(values) - 1
+    assert values[kept].min() == values.min() and values[kept].max() == values.max()
+
+
 def test_point_budget_is_shared_between_runs_and_metrics():
     assert points_per_trace(1, 1) == MAX_POINTS
-    assert points_per_trace(200, 20) == 250
+    assert points_per_trace(200, 20) == 200
     assert points_per_trace(10_000, 100) == 100  # never fewer than MIN_POINTS
 
 
@@ -196,3 +208,24 @@ def test_missing_plotly_says_how_to_install(runs, tmp_path, monkeypatch, capsys)
         epochal.report(output=tmp_path / "r.html")
     assert main(["report", "-o", str(tmp_path / "r.html")]) == 1
     assert "epochal[report]" in capsys.readouterr().err
+
+
+def test_read_series_keeps_logged_nan_apart_and_logging_order(run_root):
+    from epochal.blocks import read_records, read_series
+
+    with epochal.init(project="mix", system_interval=0) as run:
+        for i in range(300):
+            run.log({"a": float(i), **({"b": -float(i)} if i % 7 == 0 else {})}, step=i)
+            if i % 5 == 0:
+                run.log({"b": math.nan}, step=i)
+    records = read_records(run.dir / "metrics.bin")[0]
+    series, names, skipped = read_series(run.dir / "metrics.bin")
+    assert names == ["a", "b"] and skipped == 0
+    for key in names:
+        expected = [(r["step"], r[key]) for r in records if key in r]
+        got = list(zip(series[key]["step"].tolist(), series[key]["value"].tolist()))
+        assert [s for s, _ in got] == [s for s, _ in expected]
+        assert [repr(v) for _, v in got] == [repr(v) for _, v in expected]
+    assert int(np.isnan(series["b"]["value"]).sum()) == 60  # logged NaN, not "absent"
+    only_b, _, _ = read_series(run.dir / "metrics.bin", ["b"])
+    assert list(only_b) == ["b"]

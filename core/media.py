@@ -32,6 +32,7 @@ from .values import check_key
 
 __all__ = [
     "Image", "Histogram", "Text", "Media", "MediaItem", "MediaRecord", "is_media", "prepare", "check_media_key",
+    "image_batch", "markdown_table",
     "MAX_PIXELS", "MAX_BATCH", "MAX_FILE_BYTES", "MAX_HISTOGRAM_VALUES", "MAX_BINS", "MAX_TEXT_CHARS",
     "INSTALL_HINT",
 ]
@@ -112,6 +113,35 @@ def is_media(value: Any) -> bool:
     if isinstance(value, Media):
         return True
     return type(value) in (list, tuple) and bool(value) and isinstance(value[0], Media)
+
+
+def image_batch(images: Any, caption: Sequence[str | None] | None = None) -> list[Image]:
+    """A list of images with one caption each, as ``WandbLogger.log_image(key, images, caption=[...])`` takes them."""
+    if not isinstance(images, list):
+        raise TypeError(f"images must be a list (a batch), got {type(images).__name__}; wrap one image as [image]")
+    if caption is not None and (not isinstance(caption, (list, tuple)) or len(caption) != len(images)):
+        raise ValueError(f"caption must be a list of {len(images)} captions, one per image, got {caption!r:.80}")
+    return [Image(image, caption[i] if caption is not None else None) for i, image in enumerate(images)]
+
+
+def markdown_table(columns: Sequence[Any] | None = None, data: Sequence[Sequence[Any]] | None = None,
+                   dataframe: Any = None) -> Text:
+    """A markdown table of ``columns`` and ``data`` rows, or of a pandas ``dataframe`` (``WandbLogger.log_text``)."""
+    if dataframe is not None:
+        columns, data = list(dataframe.columns), dataframe.itertuples(index=False)
+    if data is None:
+        raise TypeError("give columns= and data= (a list of rows), or dataframe=")
+    rows = [list(row) for row in data]
+    width = max([len(columns or ())] + [len(row) for row in rows])
+    if not width:
+        raise ValueError("the table is empty: give columns= and data= rows, or a non-empty dataframe=")
+    header = list(columns or ()) + [""] * (width - len(columns or ()))
+
+    def line(cells: Sequence[Any]) -> str:
+        cells = [str(c).replace("|", "\\|").replace("\n", " ") for c in cells]
+        return "| " + " | ".join(cells + [""] * (width - len(cells))) + " |"
+
+    return Text("\n".join([line(header), "|" + "---|" * width, *(line(row) for row in rows)]))
 
 
 # -- what plugins receive ------------------------------------------------------------------------------

@@ -276,10 +276,15 @@ class RunReader:
         from ._media_store import read_index
 
         pandas = _require_pandas()
-        rows = [{"step": r["step"], "time": r.get("time"), "key": r["key"], "type": r["type"],
-                 "path": str(self.dir / r["file"]), "caption": r.get("caption")}
-                for r in read_index(self.dir) if key is None or r["key"] == key]
-        return pandas.DataFrame.from_records(rows, columns=["step", "time", "key", "type", "path", "caption"])
+        rows = [r for r in read_index(self.dir) if key is None or r["key"] == key]
+        return pandas.DataFrame({
+            "step": pandas.Series([r["step"] for r in rows], dtype="int64"),
+            "time": pandas.Series([r.get("time") for r in rows], dtype="float64"),
+            "key": pandas.Series([r["key"] for r in rows], dtype=object),
+            "type": pandas.Series([r["type"] for r in rows], dtype=object),
+            "path": pandas.Series([str(self.dir / r["file"]) for r in rows], dtype=object),
+            "caption": pandas.Series([r.get("caption") for r in rows], dtype=object),  # None stays None
+        })
 
     # -- artifacts -------------------------------------------------------------------------------
     def artifacts(self) -> list[ArtifactVersion]:

@@ -11,6 +11,8 @@
 - ``name`` is the project, ``version`` the run id, so ModelCheckpoint's default folder is
   ``<run dir>/checkpoints``; ``experiment`` is the :class:`epochal.Run` (on every rank: the
   others add their hardware samples; metrics, config and checkpoints are rank zero's).
+- ``log_image(key, images, step=None, caption=None)`` and ``log_text(key, columns, data,
+  dataframe, step)`` take ``WandbLogger``'s arguments (see :mod:`epochal.media`).
 
 Which run, ending, failure and resume markers are :class:`epochal.lifecycle.Tracking`'s. Each
 checkpoint holds ``checkpoint["epochal"]`` (:func:`~epochal.lifecycle.marker`); loading one
@@ -35,6 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without lightnin
     raise ImportError("EpochalLogger needs lightning: pip install 'epochal[lightning]'") from exc
 
 from epochal.lifecycle import MARKER_KEY, CheckpointPolicy, Checkpoints, Tracking, marker, plain, read_marker
+from epochal.media import image_batch, markdown_table
 from epochal.names import LIGHTNING
 from epochal.run import DEFAULT_DIR, DEFAULT_PROJECT, Run
 
@@ -119,6 +122,25 @@ class EpochalLogger(Logger):
             self.experiment.log_native(metrics, step=step, dialect=self._dialect)
         except Exception as exc:
             self._tracking.warn("log_metrics", exc)
+
+    @rank_zero_only
+    def log_image(self, key: str, images: list[Any], step: int | None = None,
+                  caption: list[str | None] | None = None) -> None:
+        """Log a list of images (arrays, tensors, PIL images, figures, paths) under ``key``, as ``WandbLogger`` does.
+
+        ``step`` defaults to the step of the latest metrics; bad input raises a clear error.
+        """
+        self._log_media({key: image_batch(images, caption)}, step)
+
+    @rank_zero_only
+    def log_text(self, key: str, columns: list[str] | None = None, data: list[list[Any]] | None = None,
+                 dataframe: Any = None, step: int | None = None) -> None:
+        """Log a table (``columns`` and ``data`` rows, or a ``dataframe``) as markdown, as ``WandbLogger`` does."""
+        self._log_media({key: markdown_table(columns, data, dataframe)}, step)
+
+    def _log_media(self, values: dict[str, Any], step: int | None) -> None:
+        run = self.experiment
+        run.log(values, step=max(run.step - 1, 0) if step is None else step)
 
     def log_graph(self, model: Any, input_array: Any = None) -> None:
         """Called before training: hooks the trainer up, follows a loaded checkpoint, records model facts."""

@@ -21,6 +21,8 @@ What a training records:
 - checkpoints (``checkpoints="best"|"last"|"all"|False``, :class:`epochal.lifecycle.CheckpointPolicy`):
   by default ``best.pt`` at the end, as a version of the ``model`` artifact (``best``/``latest``);
   ``plots`` and ``results.csv`` at the end;
+- every plot YOLO draws (label statistics, batch mosaics, results, curves, confusion matrices)
+  as an image ``plots/<name>`` at the epoch it appears, the final validation's as ``best/plots/<name>``;
 - ``resume=True`` continues the same run (its marker is ``<save_dir>/epochal.json``).
 
 Checkpoints recorded at the end are hardlinked where possible (no second copy); Ultralytics
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -40,6 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from epochal.media import Image
 from epochal.lifecycle import Checkpoints, CheckpointPolicy, Tracking, read_marker, write_marker
 from epochal.names import ULTRALYTICS, epoch_step
 from epochal.run import check_segment
@@ -61,6 +65,7 @@ class _Training:
         self.owner, self.tracking, self.policy = owner, tracking, policy
         self.pending: int | None = None  # epoch trained but not yet logged
         self.seen: Any = None  # the trainer.metrics dict already logged (a skipped validation keeps it)
+        self.plotted: dict[Any, float] = {}  # plot file -> timestamp logged
 
     @property
     def run(self) -> Any:
@@ -143,6 +148,7 @@ class EpochalCallbacks:
     def _on_fit_epoch_end(self, trainer: Any, training: _Training) -> None:
         if training.pending is None:  # Ultralytics re-fires this for the final validation of best.pt
             self._log_best(trainer, training.run)
+            _log_plots(training, [trainer.validator.plots], training.run.step - 1, prefix="best/")  # last epoch's step
             return
         epoch, training.pending = training.pending, None
         metrics = {**(trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss else {}), **trainer.lr}
@@ -150,6 +156,7 @@ class EpochalCallbacks:
             metrics.update(trainer.metrics)
             training.seen = trainer.metrics
         training.run.log_native(metrics, step=epoch_step(epoch), epoch=epoch + 1, dialect=ULTRALYTICS)
+        _log_plots(training, [trainer.plots, trainer.validator.plots], epoch_step(epoch))
 
     def _log_best(self, trainer: Any, run: Any) -> None:
         values, originals, _, _ = ULTRALYTICS.map(trainer.metrics or {})
@@ -163,6 +170,7 @@ class EpochalCallbacks:
         run = training.run
         if run.disabled:
             return
+        _log_plots(training, [trainer.plots], run.step - 1)  # results.png, drawn after the last epoch
         best = Path(trainer.best)
         training.policy.end(run, best=best if best.is_file() else None, last=trainer.last, metadata={
             "best_epoch": getattr(trainer.stopper, "best_epoch", None), "best_fitness": _number(trainer.best_fitness)})
@@ -182,6 +190,20 @@ class EpochalCallbacks:
     def _teardown(self, trainer: Any, training: _Training) -> None:
         _trainings.pop(trainer, None)
         training.tracking.end(error=sys.exc_info()[1])  # teardown runs in Ultralytics' `finally`
+
+
+def _log_plots(training: _Training, plots: list[dict[Any, Any]], step: int, prefix: str = "") -> None:
+    """Each plot Ultralytics drew since the last call as an image ``[best/]plots/<file stem>`` at ``step``."""
+    for path, facts in [item for found in plots for item in list(found.items())]:
+        path = Path(path)
+        if training.plotted.get(path) == facts.get("timestamp") or path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            continue
+        key = f"{prefix}plots/" + re.sub(r"[^A-Za-z0-9._=+-]", "_", path.stem)
+        try:
+            training.run.log({key: Image(path)}, step=step)
+            training.plotted[path] = facts.get("timestamp")
+        except (OSError, ValueError) as exc:  # not written yet, or unreadable: tried again next time
+            log.debug("epochal: plot %s not logged: %r", path, exc)
 
 
 def _is_segment(name: str) -> bool:

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 from ..lifecycle import Tracking
 from . import _sklearn_eval as evaluation
 from ._sklearn_metrics import train_name, training_metrics
+from ._sklearn_plots import training_plots
 from ._sklearn_search import log_model, log_search
 
 __all__ = ["tracked_fit"]
@@ -103,6 +104,10 @@ class _Session:
             metrics = training_metrics(est, self.data, self.y, self.sample_weight, tracking.warn)
             if metrics:
                 run.log({train_name(k): v for k, v in metrics.items()})
+            with tracking.guard("training plots"):
+                plots = training_plots(est, self.data, self.y, self.sample_weight)
+                if plots:
+                    run.log(plots, step=max(run.step - 1, 0))  # beside the training metrics
         run.summary.update(fit_time=seconds)
         if searched:
             with tracking.guard("search results"):

@@ -1,0 +1,75 @@
+"""sklearn autolog draws its training plots with scikit-learn's Display classes and logs them as images."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+from sklearn.datasets import make_classification, make_regression
+from sklearn.linear_model import LogisticRegression, Ridge
+
+import epochal
+from epochal.integrations import sklearn as epochal_sklearn
+
+PROJECT = "skmedia"
+
+
+@pytest.fixture
+def autolog():
+    epochal_sklearn.autolog(project=PROJECT, system_interval=0, log_models=False)
+    yield
+    epochal_sklearn.autolog(disable=True)
+
+
+def fitted_run(estimator, X, y) -> epochal.query.RunReader:
+    estimator.fit(X, y)
+    runs = epochal.runs(project=PROJECT)
+    assert len(runs) == 1
+    return epochal.open_run(runs["id"][0], project=PROJECT)
+
+
+def plots(reader) -> dict[str, np.ndarray]:
+    media = reader.media()
+    assert (media["type"] == "image").all()
+    return {key: np.array(PIL.Image.open(path)) for key, path in zip(media["key"], media["path"])}
+
+
+def test_binary_classifier_gets_confusion_matrix_roc_and_pr(autolog):
+    X, y = make_classification(n_samples=80, n_features=5, random_state=1)
+    reader = fitted_run(LogisticRegression(), X, y)
+    images = plots(reader)
+    assert sorted(images) == ["train/confusion_matrix", "train/precision_recall_curve", "train/roc_curve"]
+    for image in images.values():
+        assert image.shape == (320, 400, 4) and image.std() > 0  # drawn, not blank
+    steps = set(reader.media()["step"])
+    assert steps == {r["step"] for r in reader.records("train/accuracy")}  # beside the training metrics
+
+
+def test_multiclass_gets_the_confusion_matrix_only_and_regressor_prediction_error(autolog, run_root):
+    X, y = make_classification(n_samples=90, n_features=6, n_informative=4, n_classes=3, random_state=0)
+    assert list(plots(fitted_run(LogisticRegression(), X, y))) == ["train/confusion_matrix"]
+    for run_dir in (run_root / PROJECT).iterdir():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    X, y = make_regression(n_samples=60, n_features=3, random_state=0)
+    assert list(plots(fitted_run(Ridge(), X, y))) == ["train/prediction_error"]
+
+
+def test_without_matplotlib_no_plots_and_no_warning(run_root):
+    code = ("import sys; sys.modules['matplotlib'] = None\n"
+            "import logging; logging.basicConfig()\n"
+            "from sklearn.datasets import make_classification; from sklearn.linear_model import LogisticRegression\n"
+            "import epochal; from epochal.integrations import sklearn as s\n"
+            "s.autolog(project='nompl', system_interval=0, log_models=False)\n"
+            "X, y = make_classification(n_samples=40, random_state=0); LogisticRegression().fit(X, y)\n"
+            "r = epochal.open_run(epochal.runs(project='nompl')['id'][0], project='nompl')\n"
+            "print(len(r.media()), len(r.records('train/accuracy')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "EPOCHAL_DIR": str(run_root)})
+    assert done.stdout.split() == ["0", "1"]
+    assert "epochal" not in done.stderr

@@ -43,8 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from epochal.media import Image
 from epochal.lifecycle import Checkpoints, CheckpointPolicy, Tracking, read_marker, write_marker
+from epochal.media import Image
 from epochal.names import ULTRALYTICS, epoch_step
 from epochal.run import check_segment
 

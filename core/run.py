@@ -18,12 +18,12 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping
 
 from . import distributed
 from .media import is_media, prepare
+from .mappings import Config, Summary
 from .names import GENERIC, LIGHTNING, Dialect, Plan
 from .plugins import build_plugin_manager, requested_sinks
 from .records import NAN as _NAN
@@ -34,6 +34,7 @@ from .store import (
     write_json_atomic,
 )
 from .values import check_step_range, clean_metrics, jsonable, to_number
+from .backlog import WAKE_BYTES
 from .writer import Event, Writer
 
 __all__ = ["Run", "Config", "Summary", "init", "current_run", "active_runs", "finish", "DEFAULT_DIR", "DEFAULT_PROJECT"]
@@ -65,124 +66,6 @@ def check_segment(value: str, what: str) -> str:
 def new_run_id() -> str:
     """A fresh, sortable run id such as ``20261123-141502-a3f9c1``."""
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-
-
-class Config(MutableMapping):
-    """The run's hyperparameters: a dict with attribute access; every change reaches the store.
-
-    Values are kept JSON-able (anything else by ``repr``, nested dicts stay nested) and
-    keys that look like secrets (``token``, ``password``, ``api_key``...) are stored as ``***``.
-    """
-
-    def __init__(self, on_change: Any = None) -> None:
-        object.__setattr__(self, "_data", {})
-        object.__setattr__(self, "_on_change", on_change)
-
-    @staticmethod
-    def _clean(key: Any, value: Any) -> Any:
-        return redact(jsonable(value, str(key)), key)
-
-    def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change(self._data)  # the writer freezes a copy on this thread
-
-    def update(self, *args: Any, **kwargs: Any) -> None:  # one store write for many keys
-        for key, value in dict(*args, **kwargs).items():
-            self._data[str(key)] = self._clean(key, value)
-        self._changed()
-
-    def setdefaults(self, values: Mapping[str, Any]) -> None:
-        """Add the keys not yet present (integrations use this to never overwrite the user's values)."""
-        self.update({k: v for k, v in values.items() if k not in self._data})
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._data[str(key)] = self._clean(key, value)
-        self._changed()
-
-    def __delitem__(self, key: str) -> None:
-        del self._data[key]
-        self._changed()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._data[name]
-        except KeyError:
-            raise AttributeError(f"config has no key {name!r}") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
-
-    def to_dict(self) -> dict[str, Any]:
-        import copy
-
-        return copy.deepcopy(self._data)
-
-    def __repr__(self) -> str:
-        return f"Config({self._data!r})"
-
-
-class Summary(MutableMapping):
-    """The run's final figures: the last logged value of every metric, overridable by the user."""
-
-    def __init__(self, on_change: Any = None) -> None:
-        self._auto: dict[str, Any] = {}
-        self._overrides: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._on_change = on_change
-
-    def absorb(self, last_values: Mapping[str, Any]) -> dict[str, Any]:
-        """Take the last logged values (writer thread); returns the whole summary."""
-        with self._lock:
-            self._auto.update(last_values)
-        return self.to_dict()
-
-    def to_dict(self) -> dict[str, Any]:
-        with self._lock:
-            return {**self._auto, **self._overrides}
-
-    def __getitem__(self, key: str) -> Any:
-        with self._lock:
-            if key in self._overrides:
-                return self._overrides[key]
-            return self._auto[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        with self._lock:
-            self._overrides[str(key)] = Config._clean(key, value)
-        if self._on_change is not None:
-            self._on_change(self.to_dict())
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        with self._lock:
-            for key, value in dict(*args, **kwargs).items():
-                self._overrides[str(key)] = Config._clean(key, value)
-        if self._on_change is not None:
-            self._on_change(self.to_dict())
-
-    def __delitem__(self, key: str) -> None:
-        with self._lock:
-            self._overrides.pop(key, None)
-            self._auto.pop(key, None)
-        if self._on_change is not None:
-            self._on_change(self.to_dict())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def __len__(self) -> int:
-        return len(self.to_dict())
-
-    def __repr__(self) -> str:
-        return f"Summary({self.to_dict()!r})"
 
 
 class Run:
@@ -221,11 +104,8 @@ class Run:
         self.finish_timeout = finish_timeout
         self._finished = False
         self._known: set[str] = set()
-        self._native: dict[Plan, tuple[int, RowFormat, Any, int | None]] = {}  # log_native's known plans
-        self._formats: dict[tuple[str, ...], tuple[int, RowFormat]] = {}  # names -> (id, format)
-        self._format_list: list[RowFormat] = []  # id -> format, shared with the writer
+        self._native: dict[Plan, tuple[int, RowFormat, bytearray, Any, int | None]] = {}  # log_native's plans
         self._next_step = 0
-        self._pending = 0
         self._epoch: Any = None
         self.config = Config(on_change=self._config_changed)
         self.summary = Summary(on_change=self._summary_changed)
@@ -245,9 +125,10 @@ class Run:
         self._writer = Writer(
             self.info, self._pm, flush_interval=flush_interval,
             on_tick=(lambda: touch_heartbeat(self.dir)) if self.is_owner else None,
-            on_metrics=self._absorb, formats=self._format_list,
+            on_metrics=self._absorb, deliver_metrics=self.is_owner,
         )
-        self._put = self._writer.queue.put if self.is_owner else _discard
+        backlog = self._writer.backlog
+        self._formats, self._order = backlog.by_keys, backlog.order.append  # the hot path's two lookups
         self._writer.emit("epochal_run_start")
         self._writer.emit("epochal_config", config=self.config._data)
         self._writer.emit("epochal_metadata", metadata=self._meta)
@@ -322,19 +203,21 @@ class Run:
         else:
             epoch = to_number("epoch", epoch)
         try:  # the fast path: known names; packing is the copy and the number check at once
-            fid, fmt = self._formats[tuple(metrics)]
+            fid, fmt, buffer = self._formats[tuple(metrics)]
             row = fmt.pack(step, _time(), _NAN if epoch is None else epoch, *metrics.values())
         except Exception:
-            fid, row, epoch = self._slow_path(metrics, step, epoch)
+            fid, buffer, row, epoch = self._slow_path(metrics, step, epoch)
         if step >= next_step:
             self._next_step = step + 1
         self._epoch = epoch
-        self._put((fid, row))  # an int and bytes: nothing for the garbage collector to track
-        self._pending += 1
-        if not self._pending & 0x3FFF:  # a large backlog wakes the writer before its timer
-            self._writer.wake()
+        if buffer is None:  # media only
+            return
+        buffer += row  # no object per row: the bytes join their format's buffer (see epochal.backlog)
+        self._order(fid)
+        if len(buffer) > WAKE_BYTES:
+            self._writer.backlog_full(len(buffer))
 
-    def _slow_path(self, metrics: Any, step: int, epoch: Any) -> tuple[int, bytes, Any]:
+    def _slow_path(self, metrics: Any, step: int, epoch: Any) -> tuple[int, bytearray | None, bytes, Any]:
         """Validate and coerce a record with new names or unusual values; pack it or raise a clear error."""
         if not isinstance(metrics, Mapping):
             raise TypeError(f"log() takes a mapping of name -> number, got {type(metrics).__name__}")
@@ -348,15 +231,12 @@ class Run:
         if media:  # images, histograms, texts: checked and copied here, encoded and written off this thread
             now = _time()
             event = Event("epochal_media", {"records": [prepare(k, v, step, now) for k, v in media.items()]})
+            if self.is_owner:
+                self._writer.put_event(event)
             if not values:
-                return None, event, epoch
-            self._put((None, event))
-        keys = tuple(values)
-        if keys not in self._formats:
-            self._format_list.append(RowFormat(keys))
-            self._formats[keys] = (len(self._format_list) - 1, self._format_list[-1])
-        fid, fmt = self._formats[keys]
-        return fid, fmt.pack(step, _time(), _NAN if epoch is None else epoch, *values.values()), epoch
+                return 0, None, b"", epoch
+        fid, fmt, buffer = self._writer.backlog.register(tuple(values))  # under a lock: threads never mix formats
+        return fid, buffer, fmt.pack(step, _time(), _NAN if epoch is None else epoch, *values.values()), epoch
 
     def log_native(
         self,
@@ -385,7 +265,7 @@ class Run:
                 step = next_step
             elif type(step) is not int or step < 0:
                 step = _check_step(step)
-            fid, fmt, getter, at_epoch = known
+            fid, fmt, buffer, getter, at_epoch = known
             if getter is None:
                 values: Any = metrics.values()
             else:
@@ -402,10 +282,10 @@ class Run:
                 if step >= next_step:
                     self._next_step = step + 1
                 self._epoch = epoch
-                self._put((fid, row))
-                self._pending += 1
-                if not self._pending & 0x3FFF:
-                    self._writer.wake()
+                buffer += row  # as in log()
+                self._order(fid)
+                if len(buffer) > WAKE_BYTES:
+                    self._writer.backlog_full(len(buffer))
                 return plan.names
         return self._log_plan(plan, chosen, metrics, step, epoch)
 
@@ -601,12 +481,11 @@ class DisabledRun(Run):
         self.root = self.dir = Path(os.devnull)
         self._finished, self._known, self._next_step, self._epoch = False, set(), 0, None
         self._native = {}
-        self._formats, self._format_list, self._pending = {}, [], 0
+        self._formats, self._order = {}, _discard
         self.config = Config()
         self.config.update(config or {})
         self.summary = Summary()
         self._meta = {"id": run_id, "name": name or run_id, "tags": [], "notes": "", "name_map": {}, "datasets": {}}
-        self._put = _discard
         _register_active(self)
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
@@ -634,6 +513,38 @@ class DisabledRun(Run):
     def finish(self, status: str | None = None, error: str | None = None) -> None:
         self._finished = True
         _unregister_active(self)
+
+
+class ForkedRun(DisabledRun):
+    """A run as a forked child sees its parent's: detached, every call a no-op (``log`` warns once).
+
+    The parent's writer, sampler and lanes are threads the child does not have, so
+    the child never writes to the parent's run and exits without waiting for them.
+    Open a new run in the child (``epochal.init``) to track it.
+    """
+
+    _warned = False
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None, *, epoch: float | int | None = None) -> None:
+        if not ForkedRun._warned:
+            ForkedRun._warned = True
+            log.warning("epochal: run %s belongs to the parent of this forked process (pid %d); log() here "
+                        "records nothing. Call epochal.init() in the child to track it", self.id, os.getpid())
+
+
+def _detach_runs_in_forked_child() -> None:
+    """``os.register_at_fork`` hook: the child drops every run it inherited (see :class:`ForkedRun`)."""
+    for run in list(_active):
+        if not run.disabled:
+            run.__class__ = ForkedRun
+            run._finished = True
+            run.summary._lock = threading.Lock()  # the parent's writer may have held it at the fork
+    _active.clear()
+    ForkedRun._warned = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_detach_runs_in_forked_child)
 
 
 def _discard(item: Any) -> None:

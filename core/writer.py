@@ -1,10 +1,12 @@
-"""The background writer: drains the run's queue, batches records, delivers hooks per plugin.
+"""The background writer: takes the run's rows and events, delivers hooks per plugin.
 
-The training thread only puts items on ``Writer.queue``: a metric is a
-``(row format id, packed row)`` tuple, anything else ``(None, Event)``. The writer
-thread wakes at least twice per flush interval, gathers the packed rows into a
-:class:`MetricBatch`, and hands every event to one *lane* per plugin: a
-thread with its own queue. Which hooks exist comes from :mod:`epochal.hookspecs`.
+The training thread packs metric rows into the run's :class:`~epochal.backlog.Backlog`
+(no object per row); events (config, summary, artifacts, ...) go to the *outbox*
+after the rows logged before them are sealed there, so plugins see both in logging
+order. The writer thread wakes at least twice per flush interval (or early, when a
+buffer grows past ``WAKE_BYTES``), gathers the rows into a :class:`MetricBatch`, and
+hands every event to one *lane* per plugin: a thread with its own queue. Which hooks
+exist comes from :mod:`epochal.hookspecs`.
 
 Failure accounting is per plugin *and hook*: the first failure of a hook is
 reported, and after ``max_failures`` failures that hook alone is switched off, so
@@ -20,23 +22,22 @@ import logging
 import queue
 import threading
 import time
-from itertools import groupby
-from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pluggy
 
+from .backlog import LIMIT_BYTES, Backlog
 from .hookspecs import delivered_hooks
 from .records import MetricBatch, RowFormat, RunInfo, freeze
 
 __all__ = ["Event", "Writer"]
 
 log = logging.getLogger("epochal")
-_first, _second = itemgetter(0), itemgetter(1)
 
 
-@dataclass
+
+@dataclass(eq=False)
 class Event:
     """A non-metric item on the queue: a hook name and its keyword arguments."""
 
@@ -46,7 +47,7 @@ class Event:
 
 
 STOP = Event("stop")
-_MARK = (None, Event("mark"))  # put by the writer itself to end one drain
+_MARK = Event("mark")  # put by a drain itself to end it
 
 
 class Lane:
@@ -108,7 +109,7 @@ class Barrier:
 
 
 class Writer:
-    """Owns the queue, the writer thread and the per-plugin lanes of one run."""
+    """Owns the backlog, the outbox, the writer thread and the per-plugin lanes of one run."""
 
     def __init__(
         self,
@@ -118,14 +119,17 @@ class Writer:
         max_failures: int = 3,
         on_tick: Callable[[], None] | None = None,
         on_metrics: Callable[[MetricBatch], dict[str, Any]] | None = None,
-        formats: list[RowFormat] | None = None,
+        deliver_metrics: bool = True,
     ) -> None:
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.backlog = Backlog()
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()  # metric runs and events, in order
         self.flush_interval = max(0.01, float(flush_interval))
         self.on_tick = on_tick
         self.on_metrics = on_metrics
-        self.formats = formats if formats is not None else []  # row format id -> RowFormat
+        self.deliver_metrics = deliver_metrics  # False on ranks that do not own the run
         self._summary: dict[str, Any] | None = None
+        self._lock = threading.Lock()  # one drain at a time; events sealed in order with the rows
+        self._stopped = False
         self.lanes = self._build_lanes(run, pm, max_failures)
         self._wake = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="epochal-writer", daemon=True)
@@ -158,23 +162,35 @@ class Writer:
         The payload is frozen here, on the caller's thread: later changes by the caller
         or by any plugin never reach what the plugins receive.
         """
-        self.queue.put((None, Event(hook, {k: freeze(v) for k, v in kwargs.items()})))
+        self.put_event(Event(hook, {k: freeze(v) for k, v in kwargs.items()}))
+
+    def put_event(self, event: Event) -> None:
+        """Queue ``event`` after every row logged so far."""
+        with self._lock:
+            self._seal()
+            self.outbox.put(event)
 
     def wake(self) -> None:
-        """Drain now rather than at the next tick (a large backlog)."""
+        """Drain now rather than at the next tick."""
         self._wake.set()
+
+    def backlog_full(self, size: int) -> None:
+        """``log()`` saw a buffer past ``WAKE_BYTES``: wake the writer; past ``LIMIT_BYTES``, drain on this thread."""
+        self._wake.set()
+        if size > LIMIT_BYTES and not self._stopped:
+            self._drain()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver everything queued so far to every plugin; False if a plugin did not finish in time."""
         done = threading.Event()
-        self.queue.put((None, Event("", {}, done)))
+        self.put_event(Event("", {}, done))
         self._wake.set()
         return done.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> bool:
         """Deliver everything, stop the threads; wait at most ``timeout`` seconds for slow plugins."""
         deadline = time.monotonic() + timeout
-        self.queue.put((None, STOP))
+        self.put_event(STOP)
         self._wake.set()
         self.thread.join(max(0.0, deadline - time.monotonic()))
         ok = not self.thread.is_alive()
@@ -188,47 +204,50 @@ class Writer:
     # -- the writer thread -------------------------------------------------------------
     def _loop(self) -> None:
         period = self.flush_interval / 2
-        while True:
+        while not self._stopped:
             self._wake.wait(period)
             self._wake.clear()
-            if self._drain():
-                return
-            if self.on_tick is not None:
+            self._drain()
+            if self.on_tick is not None and not self._stopped:
                 try:
                     self.on_tick()
                 except Exception:  # the heartbeat is best effort
                     pass
 
-    def _drain(self) -> bool:
-        """Deliver what is queued; True once the stop event was seen.
+    def _seal(self) -> None:
+        """Move the backlog's rows to the outbox (the caller holds the lock)."""
+        runs = self.backlog.cut()
+        if runs:
+            self.outbox.put(runs)
 
-        Takes everything queued before a marker in one C-level loop, then groups
-        consecutive rows of one format (events have format None) without touching each row.
-        """
-        self.queue.put(_MARK)
-        items = list(iter(self.queue.get, _MARK))
-        runs: list[tuple[RowFormat, bytes]] = []
-        for fid, group in groupby(items, key=_first):
-            if fid is not None:
-                runs.append((self.formats[fid], b"".join(map(_second, group))))
-                continue
-            self._deliver_metrics(runs)
-            runs = []
-            for _, event in group:
-                if event is STOP or event.hook == "epochal_run_end":
+    def _drain(self) -> None:
+        """Deliver every row and event so far to the lanes, in order (any thread, one at a time)."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._seal()
+            self.outbox.put(_MARK)
+            runs: list[tuple[RowFormat, bytes]] = []
+            for item in iter(self.outbox.get, _MARK):
+                if type(item) is list:  # metric runs
+                    runs.extend(item)
+                    continue
+                self._deliver_metrics(runs)
+                runs = []
+                if item is STOP or item.hook == "epochal_run_end":
                     self._deliver_summary()
-                if event is STOP:
+                if item is STOP:
                     for lane in self.lanes:
                         lane.put(None)
-                    return True
-                barrier = Barrier(len(self.lanes), event.done) if event.done is not None else None
-                self._deliver(event.hook, event.kwargs, barrier)
-        self._deliver_metrics(runs)
-        self._deliver_summary()
-        return False
+                    self._stopped = True
+                    return
+                barrier = Barrier(len(self.lanes), item.done) if item.done is not None else None
+                self._deliver(item.hook, item.kwargs, barrier)
+            self._deliver_metrics(runs)
+            self._deliver_summary()
 
     def _deliver_metrics(self, runs: list[tuple[RowFormat, bytes]]) -> None:
-        if not runs:
+        if not runs or not self.deliver_metrics:
             return
         batch = MetricBatch(runs)
         self._deliver("epochal_metrics", {"records": batch}, None)

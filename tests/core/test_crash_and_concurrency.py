@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import epochal
@@ -111,3 +112,106 @@ def test_other_ranks_attach_and_write_only_their_own_files(run_root):
         samples, _ = read_jsonl(run_dir / f"system.rank{rank}.jsonl")
         assert samples and all(s["rank"] == rank for s in samples)
     assert read_json(run_dir / "run.json")["status"] == "finished"
+
+
+# -- issue 11 item 1: a forked child never inherits the parent's run ---------------------------------
+FORK_SCRIPT = textwrap.dedent("""
+    import multiprocessing, os, sys
+    import epochal
+
+    def child(run, root, out):
+        out.put((epochal.current_run() is None, run.failures, run.flush(timeout=5)))
+        run.log({"x": -1.0})  # a no-op that warns once
+        run.log({"x": -2.0})
+        run.config["from_child"] = 1
+        with epochal.init(project="p", id="child-own", dir=root, system_interval=0) as own:
+            own.log({"y": 1.0})
+        sys.exit(0)
+
+    root = sys.argv[1]
+    run = epochal.init(project="p", id="parent", dir=root, system_interval=0.01, flush_interval=0.01)
+    for i in range(500):
+        run.log({"x": float(i)})
+    pid = os.fork()
+    if pid == 0:
+        print("os.fork child sees a run:", epochal.current_run() is not None, flush=True)
+        run.log({"x": -1.0})
+        run.log({"x": -2.0})
+        run.config["from_child"] = 1
+        sys.exit(0)  # runs the exit handlers: they must not wait for the parent's threads
+    print("os.fork child exit code", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+    for i in range(500, 1000):
+        run.log({"x": float(i)})
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    proc = ctx.Process(target=child, args=(run, root, out))
+    proc.start()
+    print("multiprocessing child saw", out.get(timeout=60), flush=True)
+    proc.join(60)
+    print("multiprocessing child exit code", proc.exitcode, flush=True)
+    for i in range(1000, 1500):
+        run.log({"x": float(i)})
+    run.finish()
+""")
+
+
+def test_a_forked_child_drops_the_parents_run_and_exits(run_root):
+    proc = subprocess.run([sys.executable, "-c", FORK_SCRIPT, str(run_root)], capture_output=True, text=True,
+                          timeout=120)  # before: the os.fork child hung in its exit handler
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "os.fork child sees a run: False",
+        "os.fork child exit code 0",
+        "multiprocessing child saw (True, {}, True)",
+        "multiprocessing child exit code 0",
+    ]
+    assert proc.stderr.count("belongs to the parent of this forked process") == 2  # once per child
+    parent = run_root / "p" / "parent"
+    assert [r["x"] for r in read_metrics(parent)[0]] == [float(i) for i in range(1500)]
+    assert read_json(parent / "config.json") == {}
+    assert read_json(parent / "run.json")["status"] == "finished"
+    child_own = run_root / "p" / "child-own"
+    assert [r["y"] for r in read_metrics(child_own)[0]] == [1.0]
+    assert read_json(child_own / "run.json")["status"] == "finished"
+
+
+# -- issue 11 item 2: threads registering new sets of names at once ----------------------------------
+def _widen_races(frame, event, arg):
+    """A profile hook: after every ``append`` made by epochal's code, let other threads run for a while."""
+    if event == "c_return" and getattr(arg, "__name__", "") == "append" and \
+            frame.f_globals.get("__name__", "").startswith("epochal"):
+        time.sleep(0.0002)  # releases the GIL inside what would otherwise be a few bytecodes
+
+
+def test_threads_logging_new_names_at_once_keep_their_own_names(run_root):
+    threads, rows_each = 6, 40
+    run = epochal.init(system_interval=0)
+    start = threading.Barrier(threads)
+    errors = []
+
+    def logger(t):
+        start.wait()
+        try:
+            for j in range(rows_each):  # a new set of names on every call; thread t logs t + 1 names
+                run.log({f"t{t}/r{j}/{k}": t * 10_000 + j for k in range(t + 1)}, step=j)
+        except Exception as exc:  # noqa: BLE001 - the assertion below names it
+            errors.append(exc)
+
+    threading.setprofile(_widen_races)
+    try:
+        workers = [threading.Thread(target=logger, args=(t,)) for t in range(threads)]
+        for worker in workers:
+            worker.start()
+    finally:
+        threading.setprofile(None)
+    for worker in workers:
+        worker.join()
+    run.finish()
+    assert errors == []  # before: struct.error from a row packed by another thread's format
+    rows = read_metrics(run.dir)[0]
+    assert len(rows) == threads * rows_each
+    for row in rows:
+        names = sorted(k for k in row if k not in ("step", "time", "epoch"))
+        t, j = (int(part[1:]) for part in names[0].split("/")[:2])
+        assert names == [f"t{t}/r{j}/{k}" for k in range(t + 1)] and row["step"] == j
+        assert all(row[name] == t * 10_000 + j for name in names)

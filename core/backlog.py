@@ -1,0 +1,83 @@
+"""The packed rows between ``log()`` and the writer: one growing buffer per row format.
+
+``log()`` packs a record into bytes (:class:`RowFormat`) and appends them to its
+format's ``bytearray``, then the format's id to ``order`` (an ``array`` of ints): two
+C-level appends, no object per row, no lock. A known format's buffer is reached
+through ``by_keys`` without a lock; a new set of names is registered under a lock, so
+two threads never get one format id for two sets of names.
+
+:meth:`Backlog.cut` takes every row so far as runs of consecutive rows of one format,
+in logging order. The order of rows of one format is their buffer's order; ``order``
+says how they interleave with other formats. A row whose id is not in ``order`` yet
+(its thread is between the two appends) stays for the next cut.
+
+The bound: past ``WAKE_BYTES`` in one buffer the writer is woken early; past
+``LIMIT_BYTES`` the training thread hands the rows to the plugins itself (one cut,
+no per-row work), so a writer thread starved of the GIL never lets the backlog grow
+further. Memory held by rows in flight is thus about ``LIMIT_BYTES`` plus what the
+plugins have not written yet (the store writes a whole batch with one call).
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from itertools import groupby
+
+from .records import RowFormat
+
+__all__ = ["Backlog", "WAKE_BYTES", "LIMIT_BYTES"]
+
+WAKE_BYTES = 1 << 20
+LIMIT_BYTES = 8 << 20
+
+
+class Backlog:
+    """Row formats of one run and the rows packed by them that no plugin has received yet."""
+
+    def __init__(self) -> None:
+        self.formats: list[RowFormat] = []  # format id -> format
+        self.buffers: list[bytearray] = []  # format id -> packed rows not yet cut
+        self.by_keys: dict[tuple[str, ...], tuple[int, RowFormat, bytearray]] = {}
+        self.order = array("I")  # format id of every row not yet cut, in logging order
+        self._lock = threading.Lock()
+
+    def register(self, keys: tuple[str, ...]) -> tuple[int, RowFormat, bytearray]:
+        """The ``(id, format, buffer)`` of these metric names, made on first use (under a lock)."""
+        entry = self.by_keys.get(keys)
+        if entry is not None:
+            return entry
+        with self._lock:
+            entry = self.by_keys.get(keys)
+            if entry is None:
+                fmt, buffer = RowFormat(keys), bytearray()
+                self.formats.append(fmt)
+                self.buffers.append(buffer)
+                entry = (len(self.formats) - 1, fmt, buffer)
+                self.by_keys[keys] = entry  # published last: the fast path sees it whole
+            return entry
+
+    def cut(self) -> list[tuple[RowFormat, bytes]]:
+        """Every row so far as ``(format, consecutive packed rows)`` runs, in logging order (one caller at a time)."""
+        order = self.order
+        n = len(order)
+        if not n:
+            return []
+        taken = order[:n]
+        del order[:n]
+        first = taken[0]
+        groups = [(first, n)] if taken.count(first) == n else [(k, len(list(g))) for k, g in groupby(taken)]
+        used = [0] * len(self.formats)
+        runs = []
+        for fid, count in groups:
+            fmt, buffer = self.formats[fid], self.buffers[fid]
+            start = used[fid]
+            end = used[fid] = start + count * fmt.size
+            runs.append((fmt, bytes(buffer[start:end])))
+        for fid, size in enumerate(used):
+            if size:
+                del self.buffers[fid][:size]
+        return runs
+
+    def pending_bytes(self) -> int:
+        return sum(len(b) for b in self.buffers)

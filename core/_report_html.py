@@ -116,12 +116,12 @@ def _config_table(runs: Sequence[RunData], keys: list[str], differing: list[str]
     if not keys:
         return '<p class="note">No run has a config.</p>'
     changed = set(differing)
-    head = "".join(f'<th><span class="swatch" style="background:{run_color(r.index)}"></span>{_e(r.name)}</th>'
-                   for r in runs)
+    head = "".join(f'<th data-run="{r.index}"><span class="swatch" style="background:{run_color(r.index)}"></span>'
+                   f'{_e(r.name)}</th>' for r in runs)
     rows = []
     for key in keys:
-        cells = "".join(f"<td>{_e(config_value(r.config[key]))}</td>" if key in r.config
-                        else '<td class="missing">—</td>' for r in runs)
+        cells = "".join(f'<td data-run="{r.index}">{_e(config_value(r.config[key]))}</td>' if key in r.config
+                        else f'<td data-run="{r.index}" class="missing">—</td>' for r in runs)
         rows.append(f'<tr class="{"differs" if key in changed else "same"}"><th>{_e(key)}</th>{cells}</tr>')
     note = (f"{len(differing)} of {len(keys)} keys differ between the runs." if len(runs) > 1
             else "One run: nothing to compare, every key is listed.")
@@ -144,7 +144,7 @@ def _where_table(runs: Sequence[RunData]) -> str:
         else:
             where = "not in a git repository"
         remote = f'<div class="sub">{_e(git["remote"])}</div>' if git.get("remote") else ""
-        rows.append(f'<tr><td><span class="swatch" style="background:{run_color(run.index)}"></span>{_e(run.name)}</td>'
+        rows.append(f'<tr data-run="{run.index}"><td><span class="swatch" style="background:{run_color(run.index)}"></span>{_e(run.name)}</td>'
                     f'<td><code>{_e(run.dir)}</code></td><td><code>{_e(where)}</code>{remote}</td>'
                     f'<td>{_e(run.host or "—")}</td></tr>')
     return ('<div class="scroll"><table id="where-table"><thead><tr><th>run</th><th>path</th><th>git commit</th>'
@@ -201,7 +201,8 @@ def render_page(runs: Sequence[RunData], metrics: Sequence[str], system: Sequenc
     keys, differing = config_differences(runs)
     parcoords = _parcoords(runs, differing, metrics)
     payload = {
-        "runs": [{"index": r.index, "id": r.id, "name": r.name, "color": run_color(r.index)} for r in runs],
+        "runs": [{"index": r.index, "id": r.id, "name": r.name, "tags": r.tags, "color": run_color(r.index)}
+                 for r in runs],
         "charts": _charts(runs, metrics, "metric", lower) + _charts(runs, system, "system", lower),
         "parcoords": parcoords,
         "downsampling": {"budget": POINT_BUDGET, "max": MAX_POINTS, "min": MIN_POINTS, "nonfinite": MAX_NONFINITE},
@@ -213,12 +214,14 @@ def render_page(runs: Sequence[RunData], metrics: Sequence[str], system: Sequenc
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="epochal report">
-<title>{_e(title)}</title><style>{_CSS}</style></head>
+<title>{_e(title)}</title><style>{_CSS}</style><style id="run-filter-style"></style></head>
 <body>
 <header><h1>{_e(title)}</h1><p class="note">{len(runs)} run(s), {len(metrics)} metric(s); made {generated} by
 <code>epochal report</code>. Opens offline: nothing on this page comes from the network.</p></header>
 {_problems(runs)}
-<section id="runs"><h2>Runs</h2><p class="note">Click a column heading to sort. Best is the lowest value of metrics
+<section id="runs"><h2>Runs</h2><p class="controls">show runs whose name, id or tags contain
+<input id="run-filter" type="search" placeholder="text, or /regular expression/" size="32">
+<span id="run-count" class="note"></span></p><p class="note">Click a column heading to sort. Best is the lowest value of metrics
 whose name says loss, error or time, else the highest; "at step" is the value last logged at or before that step.</p>
 {_runs_table(runs, metrics, lower, steps)}</section>
 <section id="config"><h2>Config</h2>{_config_table(runs, keys, differing)}</section>
@@ -274,6 +277,7 @@ _JS = r"""
   const drawn = new Map();
   const labels = {step: "step", time: "seconds since the run started", epoch: "epoch"};
   let mode = "step";
+  let hidden = new Set();
   const esc = (s) => String(s).replace(/[&<>]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;"}[c]));
   const copy = (spec) => (spec && spec.bdata !== undefined ? {dtype: spec.dtype, bdata: spec.bdata} : spec);
 
@@ -286,6 +290,7 @@ _JS = r"""
       const x = t.x[axis];
       if (!x) continue;
       out.push({type: "scatter", mode: t.kept > 1 ? "lines" : "markers", name: run.name, x: copy(x), y: copy(t.y),
+        visible: hidden.has(t.run) ? false : true,
         line: {color: run.color, width: 1.4}, marker: {color: run.color, size: 6}, legendgroup: run.id,
         connectgaps: false, meta: {kind: "run", run: t.run, logged: t.logged, kept: t.kept},
         hovertemplate: "<b>" + esc(run.name) + "</b><br>" + labels[axis] + " %{x}<br>" + esc(chart.title) +
@@ -293,6 +298,7 @@ _JS = r"""
       const odd = t.nonfinite;
       if (odd && odd[axis]) {
         out.push({type: "scatter", mode: "markers", name: run.name + " (nan/inf)", showlegend: false,
+          visible: hidden.has(t.run) ? false : true,
           legendgroup: run.id, x: odd[axis], text: odd.label,
           y: odd.label.map((l) => (l === "-inf" ? bottom : top)),
           marker: {color: run.color, size: 9, symbol: odd.label.map((l) => (l === "nan" ? "x" : l === "inf" ? "triangle-up" : "triangle-down"))},
@@ -352,6 +358,21 @@ _JS = r"""
     for (const [id, axis] of drawn) if (charts.has(id) && charts.get(id).kind === "metric") draw(document.getElementById(id));
   });
 
+  const filter = document.getElementById("run-filter");
+  function applyFilter() {
+    const text = filter.value.trim();
+    let test = (s) => s.toLowerCase().includes(text.toLowerCase());
+    const re = /^\/(.*)\/$/.exec(text);
+    if (re) { try { const r = new RegExp(re[1], "i"); test = (s) => r.test(s); } catch (e) { return; } }
+    hidden = new Set(data.runs.filter((r) => text && ![r.name, r.id].concat(r.tags).some(test)).map((r) => r.index));
+    document.getElementById("run-filter-style").textContent =
+      Array.from(hidden).map((i) => '[data-run="' + i + '"]').join(",") + (hidden.size ? "{display:none}" : "");
+    document.getElementById("run-count").textContent = hidden.size ? (data.runs.length - hidden.size) + " of " +
+      data.runs.length + " runs shown" : "";
+    for (const id of drawn.keys()) if (charts.has(id)) draw(document.getElementById(id));
+  }
+  filter.addEventListener("input", applyFilter);
+
   const toggle = document.getElementById("config-all");
   if (toggle) toggle.addEventListener("change", () =>
     document.getElementById("config-table").classList.toggle("show-all", toggle.checked));
@@ -387,6 +408,7 @@ _JS = r"""
     renderAll: () => Promise.all(all.map((el) => { if (observer) observer.unobserve(el); return pending(el); }))
       .then(() => drawn.size),
     renderOne: (el) => pending(el).then(() => true),
+    filter: (text) => { filter.value = text; applyFilter(); },
     setMode: (m) => { const s = document.getElementById("x-mode"); s.value = m; s.dispatchEvent(new Event("change")); },
   };
 })();

@@ -48,14 +48,14 @@ def media_section(runs: Sequence[RunData]) -> str:
         for run in runs:
             found = images[run.index].get(key)
             if found is None:
-                cells.append('<td class="missing">—</td>')
+                cells.append(f'<td data-run="{run.index}" class="missing">—</td>')
                 continue
             step, path, caption = found
             mime = _MIME.get(path.suffix.lower().lstrip("."))
             try:
                 size = path.stat().st_size
             except OSError:
-                cells.append(f'<td class="missing">missing file {html.escape(str(path))}</td>')
+                cells.append(f'<td data-run="{run.index}" class="missing">missing file {html.escape(str(path))}</td>')
                 continue
             label = f"step {step}" + (f": {caption}" if caption else "")
             if mime and size <= MAX_IMAGE_BYTES and size <= budget:
@@ -64,9 +64,9 @@ def media_section(runs: Sequence[RunData]) -> str:
                 body = f'<img alt="{html.escape(key)}" src="data:{mime};base64,{data}">'
             else:
                 body = f'<code>{html.escape(str(path))}</code> (not embedded: {size:,} bytes)'
-            cells.append(f"<td><figure>{body}<figcaption class=\"sub\">{html.escape(label)}</figcaption></figure></td>")
+            cells.append(f"<td data-run=\"{run.index}\"><figure>{body}<figcaption class=\"sub\">{html.escape(label)}</figcaption></figure></td>")
         rows.append(f"<tr><th>{html.escape(key)}</th>{''.join(cells)}</tr>")
-    head = "".join(f"<th>{html.escape(r.name)}</th>" for r in runs)
+    head = "".join(f'<th data-run="{r.index}">{html.escape(r.name)}</th>' for r in runs)
     return ('<section id="media"><h2>Media</h2><p class="note">The latest image of each key per run.</p>'
             f'<div class="scroll"><table id="media-table" class="media"><thead><tr><th>key</th>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div></section>')

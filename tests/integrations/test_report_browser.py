@@ -149,6 +149,18 @@ def test_hover_sort_config_and_axes(browser, report):
     _js(browser, "window.epochal.setMode('time'); await new Promise((r) => requestAnimationFrame(r));")
     assert _js(browser, """const gd = document.querySelector('.chart[data-title="train/loss"]');
         return gd._fullData.filter((t) => t.meta.kind === 'run').length;""") == 4
+    _js(browser, "window.epochal.filter('sh');")  # short and crashed
+    shown = """return [Array.from(document.querySelectorAll('#runs-table tbody tr'))
+          .filter((tr) => getComputedStyle(tr).display !== 'none').map((tr) => tr.cells[0].childNodes[1].textContent),
+        Array.from(document.querySelectorAll('#config-table thead th[data-run]'))
+          .filter((th) => getComputedStyle(th).display !== 'none').map((th) => th.textContent),
+        document.querySelector('.chart[data-title="train/loss"]')._fullData.filter((t) => t.visible === true)
+          .map((t) => t.name)];"""
+    assert _js(browser, shown) == [["short", "crashed"], ["short", "crashed"], ["short", "crashed"]]
+    _js(browser, "window.epochal.filter('/^l.ng$/');")
+    assert _js(browser, shown) == [["long"], ["long"], ["long"]]
+    _js(browser, "window.epochal.filter('');")
+    assert len(_js(browser, shown)[2]) == 5  # four runs and the NaN markers
     dims = _js(browser, "return document.getElementById('parcoords')._fullData[0].dimensions.map((d) => d.label);")
     assert dims[:4] == differing[:4] and dims[-2:] == ["train/loss (last)", "val/acc (last)"]
     images = _js(browser, """return Array.from(document.querySelectorAll('#media-table tbody tr')).map((tr) =>

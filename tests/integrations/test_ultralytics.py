@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -259,3 +261,16 @@ def test_wrong_arguments_fail_at_once_and_callback_errors_never_reach_training(c
     integration._trainings[trainer] = training
     tracker.callbacks["on_fit_epoch_end"](trainer)  # does not raise
     assert "on_fit_epoch_end failed" in caplog.text and "disk full" in caplog.text
+
+
+def test_the_example_learns(run_root, tmp_path, yolo_offline):
+    """examples/ultralytics_example.py (the demo's YOLO run): best.pt finds the boxes, recorded as the model."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "ultralytics_example.py"
+    done = subprocess.run([sys.executable, str(example), "--dir", str(run_root), "--project", "example"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = RunReader(_only_run(run_root, "example"))
+    assert run.status == "finished"
+    maps = [r["val/mAP50(B)"] for r in run.records()]
+    assert maps[0] < 0.1 and run.summary["best/val/mAP50(B)"] > 0.5, maps
+    assert {"latest", "best"} <= {a for v in run.artifacts() if v.name == "model" for a in v.aliases}

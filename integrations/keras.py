@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tempfile
 import weakref
 from typing import Any, Callable, Mapping
@@ -40,6 +41,7 @@ if int(keras.version().split(".")[0]) < 3:
     raise ImportError(f"EpochalCallback needs Keras 3, found {keras.version()}: pip install 'epochal[keras]'")
 
 from epochal.lifecycle import Checkpoints, CheckpointPolicy, Tracking, read_marker, write_marker
+from epochal.media import Histogram
 from epochal.names import KERAS
 from epochal.run import Run
 
@@ -51,13 +53,19 @@ class EpochalCallback(keras.callbacks.Callback):
     """Track ``model.fit`` / ``model.evaluate`` in an epochal run.
 
     ``log_every_n_batches``: also log the running train metrics every N optimizer steps.
+    ``histogram_freq``: every N epochs, a histogram of each weight (``weights/<weight path>``), as
+    ``keras.callbacks.TensorBoard(histogram_freq=N)`` writes them (0: none).
     ``checkpoints``/``keep_last``: see :class:`~epochal.lifecycle.CheckpointPolicy`.
     ``init_kwargs`` go to ``epochal.init``.
     """
 
     def __init__(self, run: Run | None = None, log_every_n_batches: int | None = None,
-                 checkpoints: Checkpoints | bool = "best", keep_last: int | None = None, **init_kwargs: Any) -> None:
+                 checkpoints: Checkpoints | bool = "best", keep_last: int | None = None, histogram_freq: int = 0,
+                 **init_kwargs: Any) -> None:
         super().__init__()
+        if type(histogram_freq) is not int or histogram_freq < 0:
+            raise ValueError(f"histogram_freq must be an int >= 0 (epochs between weight histograms), got {histogram_freq!r}")
+        self._histogram_freq = histogram_freq
         if log_every_n_batches is not None and (type(log_every_n_batches) is not int or log_every_n_batches < 1):
             raise ValueError(f"log_every_n_batches must be a positive int or None, got {log_every_n_batches!r}")
         self.tracking = Tracking("keras", run=run, **init_kwargs)
@@ -130,6 +138,9 @@ class EpochalCallback(keras.callbacks.Callback):
             if lr is not None:
                 values["lr"] = lr
             self.run.log_native(values, step=iterations(self.model), epoch=epoch + 1, dialect=KERAS)
+            if self._histogram_freq and epoch % self._histogram_freq == 0:
+                self.run.log({f"weights/{_safe_path(w.path)}": Histogram(keras.ops.convert_to_numpy(w))
+                              for w in self.model.weights}, step=iterations(self.model))
 
     def _batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         step = self._batch_step(batch)
@@ -212,6 +223,11 @@ class EpochalCallback(keras.callbacks.Callback):
             run.log_native(scalars(logs), step=step, epoch=self._epoch + 1 if fitted else None,
                            dialect=KERAS.with_split("test"))
         self.tracking.end()
+
+
+def _safe_path(path: str) -> str:
+    """A weight's path (``dense/kernel``) as media key segments."""
+    return re.sub(r"[^A-Za-z0-9._=+/-]", "_", path)
 
 
 from ._keras_autolog import autolog  # noqa: E402  (uses EpochalCallback)

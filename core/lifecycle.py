@@ -26,7 +26,8 @@ The rules, each written once:
   checkpoint folder; :func:`read_marker` reads either.
 - **Checkpoints.** :class:`CheckpointPolicy`: ``checkpoints="best" | "last" | "all" | False``.
 - **One handle per run and process.** A marker naming a run already open in this process
-  borrows that handle instead of opening a second one; a pickled :class:`Tracking` (a
+  takes that handle instead of opening a second one (over from the integration that opened
+  it, whose training never ended, e.g. it crashed; a user's run is borrowed); a pickled :class:`Tracking` (a
   ``ddp_spawn`` launch, a copied logger) hands its run over: this process's handle closes
   (status left ``running``, run.json not written again) and the copy reopens the run.
 - **Hyperparameters.** :func:`plain` turns namespaces, dataclasses, sets and enums into JSON shapes.
@@ -67,6 +68,7 @@ _INIT = inspect.signature(init)
 _T = TypeVar("_T")
 
 _owners: weakref.WeakKeyDictionary[Run, str] = weakref.WeakKeyDictionary()  # own runs -> integration
+_holders: weakref.WeakKeyDictionary[Run, Tracking] = weakref.WeakKeyDictionary()  # own runs -> their Tracking
 _training: set[Tracking] = set()  # trackings mid-training (held: the callback owning one may be dropped first)
 _lock = threading.Lock()
 _exit_hook = False
@@ -142,7 +144,13 @@ class Tracking:
         if resume is not None:
             held = _open_handle(resume)
             if held is not None and held is not self._run:  # never two handles on one run in a process
-                self._run, self._owns = held, False
+                previous = _holders.get(held)
+                self._run, self._owns = held, previous is not None
+                if previous is not None:  # taken over: ended (finished or failed) by this Tracking now
+                    previous._owns = False
+                    _training.discard(previous)
+                    _owners[held], _holders[held] = self.integration, self
+                    self._mark_training()
                 return held
         if resume is None and not self.init_kwargs:
             user = _user_run()
@@ -176,7 +184,7 @@ class Tracking:
             self.warn("open", exc)
             run = DisabledRun(project=str(kwargs.get("project") or "default"))
         self._run, self._owns, self._pid = run, True, os.getpid()
-        _owners[run] = self.integration
+        _owners[run], _holders[run] = self.integration, self
         self._mark_training()
         return run
 

@@ -224,9 +224,11 @@ def test_a_pickled_tracking_hands_its_run_over_and_one_handle_per_run_stays_open
     again = copy.start(resume=marker(run))
     assert again.id == run.id and again.step == 6 and copy.owns
     third = Tracking("fw", project="p")
-    assert third.start(resume=marker(run)) is again and not third.owns  # borrowed, not a second handle
+    assert third.start(resume=marker(run)) is again and third.owns and not copy.owns  # taken, not a second handle
     again.log({"train/loss": 0.5})
     copy.end()
+    assert not again._finished
+    third.end()
     meta = json.loads((run.dir / "run.json").read_text())
     assert meta["status"] == "finished" and meta["last_step"] == 6
     assert meta["name_map"] == {"train/loss": "loss"} and meta["metric_names"] == ["train/loss"]
@@ -282,3 +284,11 @@ def test_plain_hyperparameters():
 
     assert plain(Namespace(a=1, o=Optim(), m=Mode.FAST, s={"v", "q"}, n=Namespace(x=None))) == {
         "a": 1, "o": {"betas": [0.9, 0.99]}, "m": "fast", "s": ["q", "v"], "n": {"x": None}}
+
+
+def test_a_marker_naming_the_users_open_run_borrows_it():
+    with epochal.init(project="p") as user:
+        tracking = Tracking("fw", project="p")
+        assert tracking.start(resume=marker(user)) is user and not tracking.owns
+        tracking.end()
+        assert not user._finished

@@ -354,9 +354,10 @@ def test_an_unpickled_logger_continues_the_same_run_without_a_second_handle(run_
     logger.log_metrics({"train_loss": 1.0}, step=0)
     copy = pickle.loads(pickle.dumps(logger))
     copy.log_metrics({"train_loss": 0.5}, step=1)
-    logger.log_metrics({"train_loss": 0.25}, step=2)  # the original borrows the copy's open handle
+    logger.log_metrics({"train_loss": 0.25}, step=2)  # the original takes the copy's open handle over
     assert logger.experiment is copy.experiment
     copy.finalize("success")
+    logger.finalize("success")
     meta = json.loads((Path(logger.log_dir) / "run.json").read_text())
     assert meta["status"] == "finished" and meta["last_step"] == 2 and meta["metric_names"] == ["train/loss"]
     assert [r["train/loss"] for r in epochal.open_run(logger.version, dir=run_root).records()] == [1.0, 0.5, 0.25]

@@ -5,18 +5,24 @@ Layout::
     artifacts/manifest.json              every name, its versions, its aliases (rewritten atomically)
     artifacts/.blobs/<sha256>            each distinct file content, stored once per run
     artifacts/<name>/v<N>/<files...>     a version: hardlinks to the blobs, so it reads like a plain copy
+    artifacts/.staging/<pid>-<n>/        copies on their way in (see epochal.staging)
 
 Inside the store everything is hardlinked: two versions (or two artifacts) holding
-an identical file share one inode, and storing content the latest version already
-has returns that version (aliases applied) instead of making a new one. ``latest``
-always points at the newest version; ``keep_last=K`` deletes older versions of that
-name that no alias points to, and then the blobs nothing references.
+an identical file share one inode, so logging unchanged content again makes a new
+version that costs no disk. ``latest`` always points at the newest version;
+``keep_last=K`` deletes older versions of that name that no alias points to, and then
+the blobs nothing references. ``Run.log_artifact`` stages on the caller's thread and
+:func:`commit` files the version on the store's lane; :func:`store_artifact` does
+both at once.
 
-Getting the source into the blob store (``EPOCHAL_ARTIFACT_LINK``):
+Disk cost: one copy of each distinct content per run. Getting the source in
+(``link=True`` or ``EPOCHAL_ARTIFACT_LINK``):
 
 - ``auto`` (default): a copy-on-write clone (reflink) where the filesystem has them
-  (btrfs, XFS, APFS-like), else a plain copy. The stored bytes never change afterwards.
-- ``hardlink``: hardlink the source when it is on the same filesystem, copy otherwise.
+  (btrfs, XFS, APFS-like: no extra bytes), else a plain copy. The stored bytes never
+  change afterwards.
+- ``link=True`` (a final checkpoint that will not change) or ``hardlink``: hardlink
+  the source when it is on the same filesystem (no extra bytes), copy otherwise.
   No bytes are copied, but a program that later rewrites the *source* in place
   (``open(path, "wb")``, ``Path.write_bytes``, ``torch.save`` to the same path, as
   Ultralytics does with ``last.pt``) silently changes the stored version too; the next
@@ -38,12 +44,13 @@ from typing import Any, Iterable, Mapping
 
 from .records import ArtifactVersion
 from .redact import redact
-from .store import read_json, write_json_atomic
+from .store import UnsafePathError, inside, read_json, write_json_atomic
 from .values import jsonable
 
 __all__ = [
     "ARTIFACTS_DIR", "MANIFEST_FILE", "store_artifact", "set_alias", "read_manifest", "list_versions", "read_versions",
-    "resolve", "check_name", "check_alias",
+    "resolve", "check_name", "check_alias", "commit", "collect_files", "collect_garbage", "default_name",
+    "alias_request",
 ]
 
 log = logging.getLogger("epochal")
@@ -54,7 +61,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=+@,-]{0,127}$")
 _VERSION = re.compile(r"^v(\d{1,9})$")
 _RESERVED = {MANIFEST_FILE, BLOBS_DIR}
 _CHUNK = 1 << 20
-_FICLONE = 0x40049409
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -94,7 +100,7 @@ def check_alias(alias: Any) -> str:
     return alias
 
 
-def _default_name(source: Path) -> str:
+def default_name(source: Path) -> str:
     """An artifact name derived from the source's file name (unsafe characters become '_')."""
     base = re.sub(r"[^A-Za-z0-9._=+@,-]", "_", source.name or "artifact").lstrip(".") or "artifact"
     base = base.replace("..", "_")[:128]
@@ -210,7 +216,7 @@ def resolve(run_dir: Path, name: str, alias: str = "latest") -> Path:
     raise KeyError(f"artifact {name!r} has no alias or version {alias!r}; known: {known}")
 
 
-# -- storing ------------------------------------------------------------------------------
+# -- storing (on the store's lane) --------------------------------------------------------------
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -219,7 +225,7 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _collect(source: Path, exclude: Path) -> list[tuple[str, Path]]:
+def collect_files(source: Path, exclude: Path) -> list[tuple[str, Path]]:
     """(relative posix path, source file) for a file or every regular file under a folder but ``exclude``."""
     if source.is_file():
         return [(source.name, source)]
@@ -234,54 +240,85 @@ def _collect(source: Path, exclude: Path) -> list[tuple[str, Path]]:
     return files
 
 
-def _clone(src: Path, dst: Path) -> bool:
-    """A copy-on-write clone (Linux FICLONE) of ``src`` at ``dst``; False when the filesystem has none."""
+def _folder(run_dir: Path, *parts: str) -> Path:
+    """``run_dir/parts`` as a real folder, made if missing; :class:`UnsafePathError` for a symlink on the way."""
+    path = inside(run_dir, *parts, create=True)
     try:
-        import fcntl
-    except ImportError:
-        return False
-    try:
-        with open(src, "rb") as source, open(dst, "wb") as target:
-            fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
-        return True
-    except OSError:
-        dst.unlink(missing_ok=True)
-        return False
-
-
-def _place(src: Path, dst: Path, link: bool, clone: bool = False) -> None:
-    """Put ``src``'s content at ``dst``: hardlink or clone when asked and possible, else copy (via a temp name)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if link:
-        try:
-            os.link(src, dst)
-            return
-        except FileExistsError:
-            raise
-        except OSError:  # other filesystem (EXDEV), no hardlink support, permissions
-            pass
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        if not (clone and _clone(src, tmp)):
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _store_blob(blobs: Path, sha: str, source: Path, link: bool = False) -> Path:
-    blob = blobs / sha
-    if blob.exists():
-        if blob.stat().st_size == source.stat().st_size:
-            return blob
-        blob.unlink()  # the content behind this name changed in place (a hardlinked source was rewritten)
-    mode = "hardlink" if link else os.environ.get("EPOCHAL_ARTIFACT_LINK", "auto")
-    try:
-        _place(source, blob, link=mode == "hardlink", clone=mode not in ("hardlink", "copy"))
+        os.mkdir(path)
     except FileExistsError:
         pass
-    return blob
+    if os.path.islink(path) or not path.is_dir():
+        raise UnsafePathError(f"{path} is a symlink or not a folder; epochal writes only inside the run folder")
+    return path
+
+
+def _adopt_blob(blobs: Path, sha: str, staged: Path) -> None:
+    """Move a staged file into the blob store under its hash (dropping it if an equal blob is there)."""
+    blob = blobs / sha
+    if os.path.islink(blob):
+        os.unlink(blob)  # a planted link: removed itself, its target untouched
+    elif blob.exists() and blob.stat().st_size == staged.stat().st_size:
+        os.unlink(staged)
+        return
+    os.replace(staged, blob)  # also replaces content changed in place through a hardlinked source
+
+
+def commit(run_dir: Path, staged: Any) -> ArtifactVersion:
+    """Store a staged artifact (:class:`epochal.staging.StagedArtifact`): hash, dedupe, link, manifest, retention.
+
+    Runs on the store's lane. Raises ``OSError`` (:class:`~epochal.store.UnsafePathError` for a
+    symlink in the run folder) when the disk refuses; the staging folder is removed either way.
+    """
+    run_dir = Path(run_dir)
+    try:
+        contents = {rel: _sha256_file(staged.staging / rel) for rel in staged.rels}
+        if staged.kind == "file":
+            sha = next(iter(contents.values()))
+        else:
+            sha = hashlib.sha256("".join(f"{rel}\x00{contents[rel]}\n" for rel in staged.rels).encode()).hexdigest()
+        with _lock(run_dir):
+            manifest = read_manifest(run_dir)
+            item = manifest["artifacts"].setdefault(
+                staged.name, {"type": staged.type, "aliases": {}, "versions": [], "next": 0})
+            versions = item["versions"]
+            if any(e["version"] == staged.version for e in versions):
+                raise FileExistsError(f"artifact {staged.name!r} {staged.version} is stored already")
+            current = next((e for e in versions if e["version"] == item["aliases"].get("latest")), None)
+            if current is not None:
+                _warn_if_changed(run_dir, staged.name, current)
+            blobs = _folder(run_dir, ARTIFACTS_DIR, BLOBS_DIR)
+            for rel in staged.rels:
+                _adopt_blob(blobs, contents[rel], staged.staging / rel)
+            _folder(run_dir, ARTIFACTS_DIR, staged.name)
+            folder = inside(run_dir, ARTIFACTS_DIR, staged.name, staged.version)
+            if folder.exists():  # leftovers of an interrupted store
+                shutil.rmtree(folder)
+            os.mkdir(folder)
+            for rel in staged.rels:
+                target = folder / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(blobs / contents[rel], target)
+            entry = {
+                "version": staged.version, "type": staged.type, "kind": staged.kind, "path": staged.path,
+                "sha256": sha, "size": staged.size, "files": staged.files, "created": time.time(),
+                "source": staged.source, "metadata": staged.metadata, "contents": contents,
+                "mtimes": {rel: (folder / rel).stat().st_mtime_ns for rel in contents},
+            }
+            versions.append(entry)
+            versions.sort(key=lambda e: _version_number(e["version"]))
+            item["next"] = max(item["next"], _version_number(staged.version) + 1)
+            item["aliases"]["latest"] = versions[-1]["version"]
+            item["type"] = staged.type
+            for alias in staged.requested_aliases:
+                item["aliases"][alias] = staged.version
+            if staged.keep_last is not None:
+                _retain(run_dir, staged.name, item, staged.keep_last)
+            write_json_atomic(_manifest_path(run_dir), manifest, root=run_dir)
+            if staged.keep_last is not None:
+                collect_garbage(run_dir, manifest)
+            return _as_version(staged.name, entry, item["aliases"])
+    finally:
+        shutil.rmtree(staged.staging, ignore_errors=True)
 
 
 def store_artifact(
@@ -295,78 +332,19 @@ def store_artifact(
     keep_last: int | None = None,
     link: bool = False,
 ) -> ArtifactVersion:
-    """Store file or folder ``path`` as the next version of artifact ``name`` in ``run_dir``.
+    """Store file or folder ``path`` as the next version of artifact ``name`` in ``run_dir``, synchronously.
 
-    ``link=True``: the caller is done with the file (a final checkpoint), so it is hardlinked
-    where the filesystem allows instead of copied.
-
-    Returns the stored :class:`~epochal.records.ArtifactVersion`. Raises
-    ``FileNotFoundError`` for a missing source and ``ValueError`` for an unsafe name
-    or alias (anything that is not one plain folder name).
+    ``Run.log_artifact`` does the same in two halves (staging on the caller's thread, this
+    commit on the store's lane). Raises ``FileNotFoundError`` for a missing source,
+    ``ValueError`` for an unsafe name or alias, ``OSError`` when the disk refuses.
     """
-    source = Path(os.fspath(path)).expanduser()
-    if not source.exists():
-        raise FileNotFoundError(f"cannot log artifact: {str(source)!r} does not exist")
-    if not (source.is_file() or source.is_dir()):
-        raise ValueError(f"cannot log artifact {str(source)!r}: not a regular file or folder")
-    name = check_name(name) if name is not None else _default_name(source)
-    alias_list = [check_alias(a) for a in ([aliases] if isinstance(aliases, str) else aliases)]
-    if keep_last is not None and (not isinstance(keep_last, int) or keep_last < 1):
-        raise ValueError(f"keep_last must be an int >= 1 (or None to keep every version), got {keep_last!r}")
-    clean_metadata = redact(jsonable(dict(metadata or {})))
-    if not isinstance(type, str) or not type:
-        raise ValueError(f"artifact type must be a non-empty str such as 'model', got {type!r}")
+    from .staging import ArtifactStager
 
-    run_dir = Path(run_dir)
-    root = run_dir / ARTIFACTS_DIR
-    files = _collect(source, run_dir)
-    contents = {rel: _sha256_file(src) for rel, src in files}
-    if source.is_file():
-        sha, size = contents[source.name], source.stat().st_size
-    else:
-        listing = "".join(f"{rel}\x00{contents[rel]}\n" for rel, _ in files)
-        sha, size = hashlib.sha256(listing.encode()).hexdigest(), sum(src.stat().st_size for _, src in files)
-
-    with _lock(run_dir):
-        manifest = read_manifest(run_dir)
-        item = manifest["artifacts"].setdefault(name, {"type": type, "aliases": {}, "versions": [], "next": 0})
-        versions = item["versions"]
-        latest = item["aliases"].get("latest")
-        current = next((e for e in versions if e["version"] == latest), None)
-        if current is not None:
-            _warn_if_changed(run_dir, name, current)
-        if current is None or current["sha256"] != sha or current.get("kind") != ("file" if source.is_file() else "dir"):
-            blobs = root / BLOBS_DIR
-            for rel, src in files:
-                _store_blob(blobs, contents[rel], src, link)
-            number = max(int(item.get("next", 0)), 1 + max((_version_number(e["version"]) for e in versions), default=-1))
-            version = f"v{number}"
-            folder = root / name / version
-            if folder.exists():  # leftovers of an interrupted store
-                shutil.rmtree(folder)
-            folder.mkdir(parents=True)
-            for rel in contents:
-                _place(blobs / contents[rel], folder / rel, True)
-            rel_path = (folder / source.name if source.is_file() else folder).relative_to(run_dir).as_posix()
-            current = {
-                "version": version, "type": type, "kind": "file" if source.is_file() else "dir",
-                "path": rel_path, "sha256": sha, "size": size, "files": len(files), "created": time.time(),
-                "source": redact(str(source.absolute())), "metadata": clean_metadata, "contents": contents,
-                "mtimes": {rel: (folder / rel).stat().st_mtime_ns for rel in contents},
-            }
-            versions.append(current)
-            item["next"] = number + 1
-        elif clean_metadata:
-            current["metadata"] = {**current.get("metadata", {}), **clean_metadata}
-        item["type"] = type
-        for alias in ("latest", *alias_list):
-            item["aliases"][alias] = current["version"]
-        if keep_last is not None:
-            _retain(run_dir, item, keep_last)
-        write_json_atomic(_manifest_path(run_dir), manifest)
-        if keep_last is not None:
-            _collect_garbage(run_dir, manifest)
-        return _as_version(name, current, item["aliases"])
+    staged = ArtifactStager(Path(run_dir)).stage(
+        path, name=name, type=type, aliases=aliases, metadata=metadata, keep_last=keep_last, link=link)
+    if staged is None:
+        raise OSError(f"artifact {path!s} could not be staged in {run_dir} (see the warning above)")
+    return commit(run_dir, staged)
 
 
 def _warn_if_changed(run_dir: Path, name: str, entry: Mapping[str, Any]) -> None:
@@ -401,37 +379,53 @@ def set_alias(run_dir: Path, name: str, version: str | int, alias: str) -> Artif
         if entry is None:
             raise KeyError(f"artifact {name!r} has no version {wanted!r}; it has {[e['version'] for e in item['versions']]}")
         item["aliases"][alias] = wanted
-        write_json_atomic(_manifest_path(run_dir), manifest)
+        write_json_atomic(_manifest_path(run_dir), manifest, root=Path(run_dir))
         return _as_version(name, entry, item["aliases"])
 
 
+def alias_request(stager: Any, name: str, version: str | int, alias: str) -> dict[str, str]:
+    """Check a ``Run.set_alias`` call against the versions the run gave out; the event's arguments."""
+    check_name(name)
+    alias = check_alias(alias)
+    wanted = f"v{_version_number(version)}"
+    if not stager.knows(name, wanted):
+        known = stager.versions(name)
+        if not known:
+            raise KeyError(f"no artifact {name!r} in this run; log it first with run.log_artifact(path, name={name!r})")
+        raise KeyError(f"artifact {name!r} has no version {wanted!r}; it has {known}")
+    return {"name": name, "version": wanted, "alias": alias}
+
+
 # -- retention --------------------------------------------------------------------------
-def _retain(run_dir: Path, item: dict[str, Any], keep_last: int) -> None:
-    """Drop (from the manifest and disk) versions older than the newest ``keep_last`` with no alias."""
+def _retain(run_dir: Path, name: str, item: dict[str, Any], keep_last: int) -> None:
+    """Drop (from the manifest and disk) versions older than the newest ``keep_last`` with no alias.
+
+    A version folder is deleted only when reached without a symlink (``artifacts/<name>/v<N>``).
+    """
     ordered = sorted(item["versions"], key=lambda e: _version_number(e["version"]))
     pinned = set(item["aliases"].values())
     keep = {e["version"] for e in ordered[-keep_last:]} | pinned
     for entry in ordered:
         if entry["version"] not in keep:
-            folder = (Path(run_dir) / entry["path"])
-            if entry.get("kind", "file") == "file":
-                folder = folder.parent
-            if folder.resolve().is_relative_to((Path(run_dir) / ARTIFACTS_DIR).resolve()):
-                shutil.rmtree(folder, ignore_errors=True)
+            folder = inside(run_dir, ARTIFACTS_DIR, name, entry["version"])
+            shutil.rmtree(folder, ignore_errors=True)
     item["versions"] = [e for e in ordered if e["version"] in keep]
 
 
-def _collect_garbage(run_dir: Path, manifest: Mapping[str, Any]) -> None:
-    """Delete blobs no version references any more."""
+def collect_garbage(run_dir: Path, manifest: Mapping[str, Any]) -> int:
+    """Delete blobs no version references any more; returns how many (nothing behind a symlinked folder)."""
     used = {sha for item in manifest["artifacts"].values() for e in item["versions"] for sha in e.get("contents", {}).values()}
-    blobs = Path(run_dir) / ARTIFACTS_DIR / BLOBS_DIR
     try:
+        blobs = inside(run_dir, ARTIFACTS_DIR, BLOBS_DIR)
         entries = list(os.scandir(blobs))
     except OSError:
-        return
+        return 0
+    removed = 0
     for entry in entries:
         if entry.name not in used and not entry.name.startswith("."):
             try:
                 os.unlink(entry.path)
+                removed += 1
             except OSError:
                 pass
+    return removed

@@ -34,7 +34,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from .media import MediaRecord
-    from .records import ArtifactVersion, MetricBatch, RunInfo, SystemRecord
+    from .records import MetricBatch, RunInfo, SystemRecord
+    from .staging import StagedArtifact
 
 __all__ = ["hookspec", "hookimpl", "PROJECT", "SYNCHRONOUS_HOOKS", "delivered_hooks"]
 
@@ -88,8 +89,18 @@ def epochal_metadata(run: RunInfo, metadata: Mapping[str, Any]) -> None:
 
 
 @hookspec
-def epochal_artifact(run: RunInfo, artifact: ArtifactVersion) -> None:
-    """An artifact version was stored in the run directory."""
+def epochal_artifact(run: RunInfo, artifact: StagedArtifact) -> None:
+    """An artifact version was logged: ``name``, ``version``, ``type``, ``path``, ``size`` are known.
+
+    The built-in store files it from its staging copy on its own lane; a plugin that needs
+    the stored file or its hash calls ``artifact.wait()``, which returns the stored
+    :class:`~epochal.records.ArtifactVersion` (``None`` if it could not be stored).
+    """
+
+
+@hookspec
+def epochal_artifact_alias(run: RunInfo, name: str, version: str, alias: str) -> None:
+    """``Run.set_alias``: ``alias`` of artifact ``name`` now points at ``version``."""
 
 
 @hookspec

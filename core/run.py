@@ -386,27 +386,36 @@ class Run:
         keep_last: int | None = None,
         link: bool = False,
     ) -> ArtifactVersion | None:
-        """Store a file or folder as the next version of artifact ``name`` (see :mod:`epochal.artifacts`).
+        """Record a file or folder as the next version of artifact ``name`` (see :mod:`epochal.staging`).
 
-        ``link=True`` promises the file will not change again (a final checkpoint): it is
-        hardlinked where possible instead of copied.
+        Copies (reflinks) it into the run on this thread and returns at once with ``name`` and
+        ``version`` known; the store hashes and files it on its own thread. ``link=True``
+        promises the file will not change again (a final checkpoint): it is hardlinked where
+        possible instead of copied. Bad arguments raise; a full disk or a refused write is a
+        warning and ``None``.
         """
-        if not self.is_owner:
+        if not self.is_owner or self._finished:
             return None
-        from .artifacts import store_artifact
+        staged = self._artifact_stager().stage(
+            path, name=name, type=type, aliases=aliases, metadata=metadata, keep_last=keep_last, link=link)
+        if staged is not None:
+            self._emit("epochal_artifact", artifact=staged)
+        return staged
 
-        version = store_artifact(
-            self.dir, path, name=name, type=type, aliases=aliases, metadata=metadata, keep_last=keep_last, link=link
-        )
-        self._emit("epochal_artifact", artifact=version)
-        return version
+    def _artifact_stager(self) -> Any:
+        stager = self.__dict__.get("_stager")
+        if stager is None:
+            from .staging import ArtifactStager
+
+            stager = self.__dict__["_stager"] = ArtifactStager(self.dir)
+        return stager
 
     def set_alias(self, name: str, version: str, alias: str) -> None:
-        """Point ``alias`` (e.g. ``best``) of artifact ``name`` at ``version``."""
-        if self.is_owner:
-            from .artifacts import set_alias
+        """Point ``alias`` (e.g. ``best``) of artifact ``name`` at ``version`` (applied in order with the artifacts)."""
+        if self.is_owner and not self._finished:
+            from .artifacts import alias_request
 
-            set_alias(self.dir, name, version, alias)
+            self._emit("epochal_artifact_alias", **alias_request(self._artifact_stager(), name, version, alias))
 
     def log_dataset(self, data: Any, name: str) -> dict[str, Any]:
         """Fingerprint a path, array or DataFrame and record it under ``datasets.<name>`` in run.json."""

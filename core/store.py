@@ -10,11 +10,30 @@ Layout (``<root>/<project>/<run_id>/``)::
 
 Records are written whole and flushed to the OS on every batch, so a killed process
 loses at most the batch in flight; a torn last block or line is skipped by the reader.
+
+The store survives I/O errors (a full disk, a quota, a flaky network filesystem):
+a write that fails is kept in memory, in order, and retried with backoff (0.1 s
+doubling to 10 s) each time an event reaches the store, and once more, whatever the
+backoff, when the run ends. It warns once when writing starts to fail and once when
+it works again. The backlog is bounded by ``EPOCHAL_STORE_BUFFER_MB`` (default 256 MB
+of appended records; run.json, config.json and summary.json keep only their latest
+content, which costs nothing extra): past the bound, new metric and system batches
+are dropped whole (never half a record), counted, reported in a warning and recorded
+in run.json as ``store_dropped`` (``{file: records}``). A run whose disk is still
+full when it ends keeps what was written before; its run.json may then still say
+``running``, and readers show it as ``crashed`` once its process is gone.
+
+Nothing is written or deleted through a symlink inside the run folder: appends open
+with ``O_NOFOLLOW``, folders are checked level by level (:func:`inside`), atomic
+rewrites replace the link itself, and a planted link is refused with
+:class:`UnsafePathError`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -26,10 +45,12 @@ from .blocks import encode_block, read_records
 from .hookspecs import hookimpl
 from .records import MetricBatch
 
+log = logging.getLogger("epochal")
+
 __all__ = [
     "METRICS_FILE", "RUN_FILE", "CONFIG_FILE", "SUMMARY_FILE", "HEARTBEAT_FILE",
     "write_json_atomic", "read_json", "read_json_object", "read_jsonl", "read_metrics", "system_file_name", "StoreSink",
-    "touch_heartbeat", "effective_status",
+    "touch_heartbeat", "effective_status", "inside", "UnsafePathError", "BUFFER_LIMIT_BYTES",
 ]
 
 RUN_FILE = "run.json"
@@ -42,10 +63,46 @@ STALE_AFTER_SECONDS = 60.0
 MAX_JSON_DEPTH = 100
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Replace ``path`` with ``data`` as JSON: temp file in the same folder, fsync, ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+class UnsafePathError(OSError):
+    """A write or delete inside a run folder would go through a symlink (or leave the folder); refused."""
+
+
+def inside(root: Path, *parts: str, create: bool = False) -> Path:
+    """``root/parts...``, refusing any symlink below ``root`` (folders and the last part alike).
+
+    With ``create=True`` missing folders (all parts but the last) are made one level at a
+    time. Raises :class:`UnsafePathError` naming the link and where it points.
+    """
+    path = Path(root)
+    for index, part in enumerate(parts):
+        if not part or part in (".", "..") or "/" in part or "\\" in part or "\x00" in part:
+            raise UnsafePathError(f"{part!r} is not one plain name inside {root}; epochal writes only inside the run folder")
+        path = path / part
+        if index < len(parts) - 1 and create:
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                pass
+        if os.path.islink(path):
+            raise UnsafePathError(
+                f"refusing to write through the symlink {path} -> {os.readlink(path)}: epochal never writes or deletes "
+                f"outside the run folder; remove the link (or replace it by a real folder)"
+            )
+    return path
+
+
+def write_json_atomic(path: Path, data: Any, root: Path | None = None) -> None:
+    """Replace ``path`` with ``data`` as JSON: temp file in the same folder, fsync, ``os.replace``.
+
+    The rename replaces a symlink at ``path`` itself, never its target. With ``root`` (the
+    run folder), every folder between ``root`` and ``path`` must be a real folder (see :func:`inside`).
+    """
+    path = Path(path)
+    if root is not None:
+        path = inside(root, *path.relative_to(root).parts, create=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=1, sort_keys=False, default=repr)
@@ -172,9 +229,9 @@ def system_file_name(rank: int, world_size: int) -> str:
 def touch_heartbeat(run_dir: Path) -> None:
     path = run_dir / HEARTBEAT_FILE
     try:
-        os.utime(path)
+        os.utime(path, follow_symlinks=False)
     except FileNotFoundError:
-        path.touch()
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644))
 
 
 def effective_status(meta: Mapping[str, Any], run_dir: Path, now: float | None = None) -> str:
@@ -214,29 +271,131 @@ def _line(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), default=repr) + "\n"
 
 
+#: errno values a retry can outlive: a full disk or quota, a flaky (network) filesystem.
+_TRANSIENT = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EIO", "EAGAIN", "EINTR", "ENOMEM", "ESTALE",
+                                                  "ETIMEDOUT", "EROFS", "ENOLCK", "EBUSY") if hasattr(errno, n))
+
+
+def _transient(exc: OSError) -> bool:
+    return not isinstance(exc, UnsafePathError) and exc.errno in _TRANSIENT
+
+
+BUFFER_LIMIT_BYTES = int(float(os.environ.get("EPOCHAL_STORE_BUFFER_MB", "256")) * (1 << 20))
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 10.0
+
+
 class StoreSink:
-    """The built-in plugin that writes a run's events into its directory."""
+    """The built-in plugin that writes a run's events into its directory, surviving I/O errors (see the module)."""
 
-    def __init__(self) -> None:
-        self._files: dict[str, Any] = {}
+    def __init__(self, limit: int | None = None) -> None:
+        self._fds: dict[str, int] = {}  # relative path -> append descriptor
+        self._backlog: dict[str, bytearray] = {}  # relative path -> bytes not yet appended, in order
+        self._rewrites: dict[str, Any] = {}  # relative path -> latest content not yet written (JSON files)
+        self._buffered = 0
+        self._limit = BUFFER_LIMIT_BYTES if limit is None else limit
+        self._dropped: dict[str, int] = {}  # relative path -> records dropped past the bound
+        self._failing: OSError | None = None
+        self._retry_at = 0.0
+        self._delay = _BACKOFF_FIRST
+        self._run_dir: Path | None = None
 
-    def _append(self, run_dir: Path, name: str, data: str | bytes) -> None:
-        handle = self._files.get(name)
-        if handle is None:
-            handle = self._files[name] = open(run_dir / name, "ab")
-        handle.write(data.encode() if isinstance(data, str) else data)
-        handle.flush()
+    # -- writing with a backlog ---------------------------------------------------------------
+    def _append(self, run_dir: Path, name: str, data: str | bytes, records: int = 1) -> None:
+        data = data.encode() if isinstance(data, str) else data
+        if not data:
+            return
+        self._run_dir = run_dir
+        if self._buffered + len(data) > self._limit and self._backlog:
+            self._dropped[name] = self._dropped.get(name, 0) + records
+            if sum(self._dropped.values()) == records:
+                log.warning("epochal: the store's backlog is full (%d MB, EPOCHAL_STORE_BUFFER_MB); new records are "
+                            "dropped until the disk takes writes again (counted in run.json 'store_dropped')",
+                            self._limit >> 20)
+            self._retry(run_dir)
+            return
+        self._backlog.setdefault(name, bytearray()).extend(data)
+        self._buffered += len(data)
+        self._retry(run_dir)
 
+    def _rewrite(self, run_dir: Path, name: str, data: Any) -> None:
+        self._run_dir = run_dir
+        self._rewrites[name] = data
+        self._retry(run_dir)
+
+    def _retry(self, run_dir: Path, force: bool = False) -> None:
+        """Write what is pending; on an I/O error keep it, warn once, and wait out the backoff."""
+        if not (self._backlog or self._rewrites) or (not force and time.monotonic() < self._retry_at):
+            return
+        refused: list[OSError] = []  # errors that do not go away by waiting: reported to the writer
+        try:
+            for name in list(self._rewrites):
+                data = self._rewrites[name]
+                if name == RUN_FILE and self._dropped:
+                    data = {**data, "store_dropped": dict(self._dropped)}
+                try:
+                    write_json_atomic(run_dir / name, data, root=run_dir)
+                except OSError as exc:
+                    if _transient(exc):
+                        raise
+                    refused.append(exc)
+                del self._rewrites[name]
+            for name in list(self._backlog):
+                pending = self._backlog[name]
+                try:
+                    fd = self._fd(run_dir, name)
+                    while pending:
+                        written = os.write(fd, pending)
+                        del pending[:written]
+                except OSError as exc:
+                    if _transient(exc):
+                        raise
+                    refused.append(exc)
+                del self._backlog[name]
+        except OSError as exc:
+            self._failed(exc)
+        else:
+            if self._failing is not None:
+                log.warning("epochal: the run folder %s takes writes again; what was kept in memory is stored", run_dir)
+                self._failing = None
+            self._delay = _BACKOFF_FIRST
+        finally:
+            self._buffered = sum(map(len, self._backlog.values()))
+        if refused:
+            raise refused[0]
+
+    def _failed(self, exc: OSError) -> None:
+        if self._failing is None:
+            log.warning("epochal: writing to the run folder failed (%s); records are kept in memory (up to %d MB) "
+                        "and written when it works again", exc.strerror or exc, self._limit >> 20)
+        self._failing = exc
+        self._retry_at = time.monotonic() + self._delay
+        self._delay = min(self._delay * 2, _BACKOFF_MAX)
+
+    def _fd(self, run_dir: Path, name: str) -> int:
+        fd = self._fds.get(name)
+        if fd is None:
+            path = inside(run_dir, *name.split("/"), create=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise UnsafePathError(f"refusing to append through the symlink {path}; remove the link") from None
+                raise
+            self._fds[name] = fd
+        return fd
+
+    # -- hooks ----------------------------------------------------------------------------------
     @hookimpl
     def epochal_config(self, run, config: Mapping[str, Any]) -> None:
         if run.is_owner:
-            write_json_atomic(run.dir / CONFIG_FILE, dict(config))
+            self._rewrite(run.dir, CONFIG_FILE, config)
 
     @hookimpl
     def epochal_metrics(self, run, records: MetricBatch) -> None:
         if not run.is_owner:
             return
-        self._append(run.dir, METRICS_FILE, b"".join(encode_block(fmt, rows) for fmt, rows in records.runs))
+        self._append(run.dir, METRICS_FILE, b"".join(encode_block(fmt, rows) for fmt, rows in records.runs),
+                     len(records))
 
     @hookimpl
     def epochal_system(self, run, records: Sequence) -> None:
@@ -245,17 +404,17 @@ class StoreSink:
             row = {"time": wall, "rank": rank}
             row.update(values)
             parts.append(_line(row))
-        self._append(run.dir, system_file_name(run.rank, run.world_size), "".join(parts))
+        self._append(run.dir, system_file_name(run.rank, run.world_size), "".join(parts), len(parts))
 
     @hookimpl
     def epochal_summary(self, run, summary: Mapping[str, Any]) -> None:
         if run.is_owner:
-            write_json_atomic(run.dir / SUMMARY_FILE, dict(summary))
+            self._rewrite(run.dir, SUMMARY_FILE, summary)
 
     @hookimpl
     def epochal_metadata(self, run, metadata: Mapping[str, Any]) -> None:
         if run.is_owner:
-            write_json_atomic(run.dir / RUN_FILE, dict(metadata))
+            self._rewrite(run.dir, RUN_FILE, metadata)
 
     @hookimpl
     def epochal_media(self, run, records: Sequence) -> None:
@@ -265,12 +424,62 @@ class StoreSink:
             lines = write_media(run.dir, records)
             if not lines:
                 return
-            if INDEX_FILE not in self._files:  # first append of this process: after a crash's torn line
+            if INDEX_FILE not in self._fds and INDEX_FILE not in self._backlog:  # first append: after a torn line
                 lines = end_torn_line(run.dir) + lines
-            self._append(run.dir, INDEX_FILE, lines)
+            self._append(run.dir, INDEX_FILE, lines, len(records))
+
+    @hookimpl
+    def epochal_run_start(self, run) -> None:
+        if run.is_owner:
+            from .staging import clean_stale
+
+            clean_stale(run.dir)
+
+    @hookimpl
+    def epochal_artifact(self, run, artifact) -> None:
+        if not run.is_owner or not hasattr(artifact, "resolve"):
+            return
+        from .artifacts import commit
+
+        try:
+            artifact.resolve(commit(run.dir, artifact))
+        except (OSError, KeyError) as exc:
+            artifact.resolve(None)
+            log.warning("epochal: artifact %r %s was not stored: %s", artifact.name, artifact.version,
+                        str(exc) if isinstance(exc, UnsafePathError) else repr(exc))
+        except BaseException:
+            artifact.resolve(None)
+            raise
+
+    @hookimpl
+    def epochal_artifact_alias(self, run, name: str, version: str, alias: str) -> None:
+        if not run.is_owner:
+            return
+        from .artifacts import set_alias
+
+        try:
+            set_alias(run.dir, name, version, alias)
+        except (OSError, KeyError) as exc:
+            log.warning("epochal: alias %r of artifact %r could not be set: %s", alias, name, exc)
 
     @hookimpl
     def epochal_run_end(self, run, status: str) -> None:
-        for handle in self._files.values():
-            handle.close()
-        self._files.clear()
+        self._retry(run.dir, force=True)
+        if run.is_owner:
+            from .staging import clean_stale
+
+            try:
+                clean_stale(run.dir, finished=True)
+            except OSError:
+                pass
+        if self._backlog or self._rewrites:
+            log.warning("epochal: run %s ended with %d bytes of records the disk did not take (%s); they are lost",
+                        run.id, self._buffered, self._failing)
+        if self._dropped:
+            log.warning("epochal: run %s dropped records past the store's backlog bound: %s", run.id, self._dropped)
+        for fd in self._fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds.clear()

@@ -46,7 +46,10 @@ def test_set_alias_moves_best_and_rejects_unknown_versions(tmp_path):
     for content in (b"a", b"b", b"c"):
         source.write_bytes(content)
         run.log_artifact(source, name="ckpt")
-    run.set_alias("ckpt", "v1", "best")
+    run.set_alias("ckpt", "v1", "best")  # right after the log: applied in order on the store's lane
+    with pytest.raises(KeyError, match="no version 'v7'"):
+        run.set_alias("ckpt", "v7", "best")
+    run.flush()
     with pytest.raises(KeyError, match="no version 'v7'"):
         artifacts.set_alias(run.dir, "ckpt", "v7", "best")
     with pytest.raises(KeyError, match="no artifact 'nope'"):
@@ -65,11 +68,12 @@ def test_identical_content_is_stored_once(tmp_path):
     b.write_bytes(a.read_bytes())
     run = epochal.init(system_interval=0)
     first = run.log_artifact(a, name="weights")
-    again = run.log_artifact(b, name="weights", aliases=["best"])  # same content: the same version
+    again = run.log_artifact(b, name="weights", aliases=["best"])  # same content: a new version, no new bytes
     other = run.log_artifact(b, name="copy")  # same content under another name: one blob
     run.finish()
-    assert again.version == first.version == "v0" and "best" in again.aliases
-    assert first.sha256 == other.sha256
+    assert (first.version, again.version) == ("v0", "v1") and "best" in again.aliases
+    assert first.sha256 == other.sha256 == again.sha256
+    assert os.stat(run.dir / again.path).st_ino == os.stat(run.dir / first.path).st_ino
     stored_a = run.dir / first.path
     stored_b = run.dir / other.path
     assert os.stat(stored_a).st_ino == os.stat(stored_b).st_ino
@@ -96,12 +100,13 @@ def test_hardlink_mode_links_on_same_filesystem_and_copies_across(tmp_path, monk
     source.write_bytes(b"weights" * 100)
     run = epochal.init(system_interval=0)
     linked = run.log_artifact(source, name="linked")
+    run.flush()
     assert os.stat(run.dir / linked.path).st_ino == os.stat(source).st_ino
 
     real_link = os.link
 
     def cross_device(src, dst, *args, **kwargs):
-        if str(dst).startswith(str(run.dir / "artifacts" / ".blobs")):
+        if str(dst).startswith(str(run.dir / "artifacts" / ".staging")):
             raise OSError(errno.EXDEV, "Invalid cross-device link")
         return real_link(src, dst, *args, **kwargs)
 
@@ -121,10 +126,12 @@ def test_hardlink_mode_reports_a_source_rewritten_in_place(tmp_path, monkeypatch
     source.write_bytes(b"epoch-1")
     run = epochal.init(system_interval=0)
     run.log_artifact(source, name="last")
+    run.flush()  # filed; then the source is rewritten in place through the hardlink
     source.write_bytes(b"epoch-2")
     os.utime(source, ns=(1, 1))  # a distinct mtime even on coarse-clock filesystems
     with caplog.at_level("WARNING", logger="epochal"):
         run.log_artifact(source, name="last")
+        run.flush()  # the check runs where the version is filed: on the store's lane
     run.finish()
     assert "changed after it was stored" in caplog.text and "EPOCHAL_ARTIFACT_LINK" in caplog.text
 
@@ -140,7 +147,7 @@ def test_folder_artifact_keeps_tree_and_skips_the_run_directory(tmp_path, monkey
     again = run.log_artifact(folder)
     run.finish()
     assert version.name == "checkpoint-10" and version.files == 2 and version.size == 108
-    assert again.version == "v0"  # the run's own files are not part of the artifact, so nothing changed
+    assert again.version == "v1" and again.sha256 == version.sha256  # the run's own files are not part of it
     stored = epochal.open_run(run.id).path("checkpoint-10")
     assert stored.is_dir() and _files_under(stored) == ["config.json", "sub", "sub/weights.bin"]
 

@@ -179,6 +179,7 @@ def test_checkpoint_policy(tmp_path, mode, stored, best_alias):
         path.write_bytes(name.encode() * 100)
         policy.saved(run, path, best=best, metadata={"score": 1.0})
     policy.end(run)
+    run.flush()  # artifacts are filed on the store's lane
     versions = [v for v in list_versions(run.dir) if v.name == "model"]
     assert [v.metadata["filename"] for v in versions] == stored
     aliases = read_manifest(run.dir)["artifacts"].get("model", {}).get("aliases", {})
@@ -200,6 +201,7 @@ def test_checkpoint_policy_without_a_monitor_keeps_the_last(tmp_path):
         policy.saved(run, tmp_path / name)
     assert policy.seen  # the framework saved something: the integration need not save one itself
     policy.end(run)
+    run.flush()
     assert [v.metadata["filename"] for v in list_versions(run.dir)] == ["b.ckpt"]
     run.finish()
 
@@ -264,6 +266,7 @@ def test_checkpoint_policy_stores_folders_and_forgets_a_finished_training(tmp_pa
     policy.saved(run, folder)
     assert policy.end(run) is not None
     assert policy.end(run) is None  # a later evaluate() ends without recording it twice
+    run.flush()
     assert [v.metadata["filename"] for v in list_versions(run.dir)] == ["checkpoint-4"]
     run.finish()
 

@@ -50,3 +50,11 @@ def test_report_renders_targets_as_pass_or_miss():
     text = report.render()
     assert "PASS  fast" in text and "MISS  slow" in text and "n/a   unknown" in text
     assert "failed: boom" in text
+
+
+def test_media_loop_of_epochal_reports_per_call_figures(tmp_path):
+    from benchmarks import media
+
+    for kind in ("image", "histogram"):
+        result = media.measure("epochal", kind, n=3, tmp=str(tmp_path / kind))
+        assert result["n"] == 3 and 0 < result["one_us"] and 0 < result["hot_us"] <= result["total_us"]

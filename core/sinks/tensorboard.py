@@ -254,8 +254,8 @@ class _RunEvents:
         """Bins as TensorBoard's histograms tab reads them: rows of (left edge, right edge, count)."""
         pb = _pb()
         rows = array("d")
-        for i, count in enumerate(counts):
-            rows.extend((edges[i], edges[i + 1], count))
+        for i, number in enumerate(counts):
+            rows.extend((edges[i], edges[i + 1], number))
         if sys.byteorder != "little":
             rows.byteswap()
         shape = pb.Shape(dim=[pb.Shape.Dim(size=len(counts)), pb.Shape.Dim(size=3)])

@@ -6,9 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -19,7 +16,7 @@ import PIL.Image
 import epochal
 from epochal._media_store import INDEX_FILE
 from epochal.sinks import tensorboard as tb
-from test_tensorboard import _free_port, _get, _poll, event_files
+from test_tensorboard import _get, _poll, event_files, serving
 
 PROJECT = "tbmedia"
 STEPS = (0, 3, 7)
@@ -55,15 +52,7 @@ def test_live_and_exported_media_through_the_tensorboard_server(run_root, tmp_pa
         log_media(stored)
     assert not (stored.dir / "tensorboard").exists() and live.failures == {}
 
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    code = ("import sys; from pathlib import Path; from epochal.sinks.tensorboard import serve; "
-            "sys.exit(serve(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", code, str(run_root), PROJECT, str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with serving(run_root, PROJECT, tmp_path) as (base, proc, log):
         deadline = time.monotonic() + 120
         tags = _poll(lambda: (t := _get(f"{base}/data/plugin/images/tags")) and all(
             "val/samples" in t.get(n, {}) for n in ("live", "stored")) and t, proc, log, deadline)
@@ -92,13 +81,6 @@ def test_live_and_exported_media_through_the_tensorboard_server(run_root, tmp_pa
             texts = _get(f"{base}/data/plugin/text/text?{query}")
             assert [(t["step"], t["text"]) for t in texts] == [
                 (step, f"<p><strong>step</strong> {step}</p>") for step in STEPS]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def test_export_leaves_out_a_missing_file_and_keeps_the_rest(run_root, caplog):

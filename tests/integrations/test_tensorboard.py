@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -297,6 +298,27 @@ def _wait(proc, seconds: float) -> None:
         pass
 
 
+@contextlib.contextmanager
+def serving(run_root: Path, project: str, tmp_path: Path):
+    """``epochal tb``'s ``serve`` in a process of its own; yields (base URL, process, log file); stops it after."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    code = ("import sys; from pathlib import Path; from epochal.sinks.tensorboard import serve; "
+            "sys.exit(serve(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", code, str(run_root), project, str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{port}", proc, log
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and its tensorboard child
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
 STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
 
 
@@ -308,15 +330,7 @@ def test_serve_shows_two_exported_runs_with_metrics_and_hparams(run_root, tmp_pa
             train(run, lr=lr, seed=1)
             run.summary["test/accuracy"] = 0.5 + lr
         runs[name] = run
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    code = ("import sys; from pathlib import Path; from epochal.sinks.tensorboard import serve; "
-            "sys.exit(serve(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", code, str(run_root), PROJECT, str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with serving(run_root, PROJECT, tmp_path) as (base, proc, log):
         deadline = time.monotonic() + 120
         tags = _poll(lambda: (t := _get(f"{base}/data/plugin/scalars/tags")) and all(
             "val/loss" in t.get(n, {}) for n in runs) and t, proc, log, deadline)
@@ -353,10 +367,3 @@ def test_serve_shows_two_exported_runs_with_metrics_and_hparams(run_root, tmp_pa
             summary = read_json(run.dir / "summary.json")
             for tag in ("train/loss", "val/loss", "lr", "test/accuracy"):
                 assert values[tag] == f32(summary[tag]), tag  # real final values, no placeholder
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)

@@ -307,6 +307,8 @@ def _image(image: Image) -> MediaItem:
     if module == "matplotlib" and hasattr(data, "savefig"):
         pixels = _render_figure(np, data)
     elif module == "PIL" and hasattr(data, "mode"):
+        if not data.width * data.height or data.width * data.height > MAX_PIXELS:
+            raise _Bad(f"a PIL image of {data.width}x{data.height} pixels is empty or over the limit of {MAX_PIXELS:,}")
         if data.mode not in ("L", "RGB", "RGBA", "1"):
             data = data.convert("RGBA" if "A" in data.mode or "transparency" in data.info else "RGB")
         pixels = np.array(data)  # a copy

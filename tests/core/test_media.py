@@ -161,6 +161,7 @@ BAD_IMAGES = [
     (torch.zeros(2, 3, 4, 5, 6), ValueError, r"HW, HWC or CHW"),
     ("no/such/file.png", FileNotFoundError, r"cannot read image file"),
     (np.zeros((5001, 5000), np.uint8), ValueError, r"over the limit of 25,000,000"),
+    (PIL.Image.new("RGB", (0, 4)), ValueError, r"PIL image of 0x4 pixels is empty"),
 ]
 
 

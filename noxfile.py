@@ -92,6 +92,7 @@ def bench(session: nox.Session) -> None:
     """Benchmarks side by side with the anchors (wandb, mlflow, trackio, dvclive, TensorBoard)."""
     _install(session, "all,test")
     session.install("-r", "benchmarks/requirements.txt")
+    _install_chromium(session)  # the report topic opens each report in it
     session.run("python", "-m", "benchmarks", *session.posargs, env=OFFLINE)
 
 

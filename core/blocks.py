@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 import zlib
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -158,3 +159,19 @@ def read_series(path: Path, keys: Sequence[str] | None = None) -> tuple[dict[str
             fields = tuple(np.concatenate([f[j] for f in found])[order] for j in range(1, 5))
         series[key] = dict(zip(("step", "time", "epoch", "value"), fields))
     return series, names, sum(1 for b in parsed if b is None)
+
+
+def last_step(path: Path) -> int:
+    """The largest step in a metrics file (-1 if none), reading only the step column of each block."""
+    best = -1
+    for block in iter_blocks(_read(path)):
+        if block is None or not block[1]:
+            continue
+        keys, _, body = block
+        stride = 3 + len(keys)  # 8-byte fields per row; the step is the first
+        if sys.byteorder == "little":
+            steps: Any = body.cast("q")[::stride]
+        else:
+            steps = (s for (s,) in struct.iter_unpack(f"<q{8 * (stride - 1)}x", body))
+        best = max(best, max(steps))
+    return best

@@ -22,19 +22,21 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
 from . import distributed
-from .media import is_media, prepare
+from .backlog import WAKE_BYTES
+from .blocks import last_step
 from .mappings import Config, Summary
+from .media import is_media, prepare
 from .names import GENERIC, LIGHTNING, Dialect, Plan
 from .plugins import build_plugin_manager, requested_sinks
 from .records import NAN as _NAN
 from .records import ArtifactVersion, FrozenDict, RowFormat, RunInfo, SystemRecord
 from .redact import redact
+from .runlock import RunLock
 from .store import (
-    CONFIG_FILE, RUN_FILE, SUMMARY_FILE, read_json, touch_heartbeat,
+    CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, read_json, touch_heartbeat,
     write_json_atomic,
 )
 from .values import check_step_range, clean_metrics, jsonable, to_number
-from .backlog import WAKE_BYTES
 from .writer import Event, Writer
 
 __all__ = ["Run", "Config", "Summary", "init", "current_run", "active_runs", "finish", "DEFAULT_DIR", "DEFAULT_PROJECT"]
@@ -76,6 +78,7 @@ class Run:
     """
 
     disabled = False
+    _dir_lock: RunLock | None = None
 
     def __init__(
         self,
@@ -110,12 +113,21 @@ class Run:
         self.config = Config(on_change=self._config_changed)
         self.summary = Summary(on_change=self._summary_changed)
         self._meta = redact(self._open_directory(name, tags, notes, resume, flush_interval))
+        try:
+            self._start(config, sinks, system_interval, flush_interval)
+        except BaseException:
+            self._release_directory()
+            raise
+
+    def _start(self, config: Mapping[str, Any] | None, sinks: Iterable[str], system_interval: float,
+               flush_interval: float) -> None:
+        """Plugins, writer and sampler of a run whose directory is open (and locked)."""
         if config:
             self.config._data.update({str(k): Config._clean(k, v) for k, v in dict(config).items()})
 
         self.info = RunInfo(
             id=self.id, project=self.project, name=self._meta["name"], dir=self.dir, root=self.root,
-            rank=rank, world_size=world_size, is_owner=self.is_owner, start_step=self._next_step,
+            rank=self.rank, world_size=self.world_size, is_owner=self.is_owner, start_step=self._next_step,
             resumed=int(self._meta.get("resumed", 0)),
         )
         self._pm = build_plugin_manager(sinks)
@@ -141,16 +153,19 @@ class Run:
 
     # -- opening ------------------------------------------------------------------------
     def _open_directory(self, name, tags, notes, resume, flush_interval) -> dict[str, Any]:
-        existing = read_json(self.dir / RUN_FILE) if self.is_owner else None
+        existing = None
+        if self.is_owner:  # one process writes a run at a time (epochal.runlock)
+            existing = self._refuse(read_json(self.dir / RUN_FILE), resume)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._dir_lock = RunLock(self.dir, self.id)
+            self._dir_lock.acquire(existing)
+            try:  # read again under the lock: another process may have made or changed the run meanwhile
+                existing = self._refuse(read_json(self.dir / RUN_FILE), resume)
+            except BaseException:
+                self._release_directory()
+                raise
         if existing is not None:
-            if resume in (False, "never"):
-                raise FileExistsError(
-                    f"run {self.id!r} already exists in {self.dir.parent}; pass resume=True to append to it, "
-                    "or omit id= for a new run"
-                )
             return self._resume(existing, name, tags, notes)
-        if resume == "must" and self.is_owner:
-            raise FileNotFoundError(f"cannot resume run {self.id!r}: no such run in {self.dir.parent}")
         self.dir.mkdir(parents=True, exist_ok=True)
         now = _time()
         return {
@@ -161,14 +176,27 @@ class Run:
             "name_map": {}, "datasets": {}, "error": None,
         }
 
+    def _refuse(self, existing: Any, resume: Any) -> Any:
+        """``existing`` (run.json) if ``resume`` allows opening the run; else a clear error."""
+        if existing is not None and resume in (False, "never"):
+            raise FileExistsError(
+                f"run {self.id!r} already exists in {self.dir.parent}; pass resume=True to append to it, "
+                "or omit id= for a new run"
+            )
+        if existing is None and resume == "must":
+            raise FileNotFoundError(f"cannot resume run {self.id!r}: no such run in {self.dir.parent}")
+        return existing
+
+    def _release_directory(self) -> None:
+        if self._dir_lock is not None:
+            self._dir_lock.release()
+
     def _resume(self, meta: dict[str, Any], name, tags, notes) -> dict[str, Any]:
         self.config._data.update(read_json(self.dir / CONFIG_FILE, {}) or {})
         self.summary._auto.update(read_json(self.dir / SUMMARY_FILE, {}) or {})
         last = meta.get("last_step")
         if meta.get("status") != "finished" or not isinstance(last, int):
-            from .store import read_metrics
-
-            last = max((r["step"] for r in read_metrics(self.dir)[0]), default=-1)
+            last = last_step(self.dir / METRICS_FILE)  # the step column only
         self._next_step = last + 1
         self._known.update(k for k in meta.get("metric_names", ()) if isinstance(k, str))
         meta.update(
@@ -459,6 +487,7 @@ class Run:
             log.warning("epochal: finishing run %s failed: %r", self.id, exc)
         finally:
             self._finished = True
+            self._release_directory()
             _unregister_active(self)
 
     @property
@@ -548,6 +577,7 @@ def _detach_runs_in_forked_child() -> None:
             run.__class__ = ForkedRun
             run._finished = True
             run.summary._lock = threading.Lock()  # the parent's writer may have held it at the fork
+            run._release_directory()  # closes the child's copy; the parent keeps the lock
     _active.clear()
     ForkedRun._warned = False
 

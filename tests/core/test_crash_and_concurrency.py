@@ -11,6 +11,8 @@ import textwrap
 import threading
 import time
 
+import pytest
+
 import epochal
 from epochal.store import effective_status, read_json, read_jsonl, read_metrics
 
@@ -215,3 +217,93 @@ def test_threads_logging_new_names_at_once_keep_their_own_names(run_root):
         t, j = (int(part[1:]) for part in names[0].split("/")[:2])
         assert names == [f"t{t}/r{j}/{k}" for k in range(t + 1)] and row["step"] == j
         assert all(row[name] == t * 10_000 + j for name in names)
+
+
+# -- issue 11 item 8: one process writes a run at a time ------------------------------------------
+HOLDER = textwrap.dedent("""
+    import os, sys, epochal
+    root = sys.argv[1]
+    sys.stdin.readline()  # "go": every process opens at once
+    try:
+        run = epochal.init(project="p", id="job-42", dir=root, resume="allow", config={"pid": os.getpid()},
+                           system_interval=0)
+    except Exception as exc:
+        print("refused", type(exc).__name__, str(exc), flush=True)
+        sys.exit(3)
+    print("opened", os.getpid(), run.step, flush=True)
+    for i in range(1000):
+        run.log({"x": float(i)})
+    run.flush()
+    print("logged", flush=True)
+    if sys.stdin.readline().strip() == "finish":
+        run.finish()
+        print("finished", flush=True)
+""")
+
+
+def _holders(run_root, count):
+    procs = [subprocess.Popen([sys.executable, "-c", HOLDER, str(run_root)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    return procs
+
+
+def test_a_run_open_in_one_process_is_refused_to_another_naming_the_owner(run_root):
+    import socket
+
+    procs = _holders(run_root, 2)
+    first = {proc: proc.stdout.readline().split() for proc in procs}
+    opened = [p for p, words in first.items() if words[:1] == ["opened"]]
+    refused = [p for p, words in first.items() if words[:1] == ["refused"]]
+    assert len(opened) == 1 and len(refused) == 1, first  # before: both opened at step 0
+    owner, other = opened[0], refused[0]
+    assert first[owner][2] == "0"
+    assert other.wait(60) == 3
+    message = " ".join(first[other])
+    assert "RunInUseError" in message and f"pid {owner.pid} on host {socket.gethostname()}" in message
+    assert owner.stdout.readline().strip() == "logged"
+    owner.stdin.write("finish\n")
+    owner.stdin.flush()
+    assert owner.stdout.readline().strip() == "finished" and owner.wait(60) == 0
+    run_dir = run_root / "p" / "job-42"
+    assert [r["step"] for r in read_metrics(run_dir)[0]] == list(range(1000))
+    assert read_json(run_dir / "config.json") == {"pid": owner.pid}
+
+    # released at finish: the next process resumes where the first stopped
+    (later,) = _holders(run_root, 1)
+    assert later.stdout.readline().split()[::2] == ["opened", "1000"]
+    assert later.stdout.readline().strip() == "logged"
+    later.stdin.write("finish\n")
+    later.stdin.flush()
+    assert later.wait(60) == 0
+    assert [r["step"] for r in read_metrics(run_dir)[0]] == list(range(2000))
+
+
+def test_a_killed_owner_releases_the_run_at_once(run_root):
+    (owner,) = _holders(run_root, 1)
+    assert owner.stdout.readline().startswith("opened")
+    assert owner.stdout.readline().strip() == "logged"
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(10)
+    run_dir = run_root / "p" / "job-42"
+    assert effective_status(read_json(run_dir / "run.json"), run_dir) == "crashed"
+    run = epochal.init(project="p", id="job-42", dir=str(run_root), resume="allow", system_interval=0)
+    assert run.step == 1000  # found from the step column of what the killed process stored
+    run.log({"x": 1000.0})
+    run.finish()
+    assert [r["step"] for r in read_metrics(run_dir)[0]] == list(range(1001))
+
+
+def test_the_same_run_twice_in_one_process_is_refused_until_finished(run_root):
+    from epochal.runlock import RunInUseError
+
+    first = epochal.init(id="twice", system_interval=0)
+    with pytest.raises(RunInUseError, match=r"run 'twice' is open in another process \(pid \d+"):
+        epochal.init(id="twice", resume="allow", system_interval=0)
+    first.log({"a": 1.0})
+    first.finish()
+    again = epochal.init(id="twice", resume="allow", system_interval=0)
+    assert again.step == 1
+    again.finish()

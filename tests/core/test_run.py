@@ -199,3 +199,26 @@ def test_log_native_maps_names_and_keeps_originals():
     assert row["step"] == 7 and row["epoch"] == 1.5 and row["val/loss"] == 0.3 and row["lr"] == 1e-3
     assert read_json(run.dir / "run.json")["name_map"] == {"val/loss": "eval_loss", "train/loss": "loss",
                                                           "lr": "learning_rate"}
+
+
+def test_resume_after_a_crash_reads_only_the_step_column(monkeypatch):
+    from epochal import blocks, store
+
+    run = epochal.init(id="crashed-run", system_interval=0)
+    for step in (3, 150, 7):
+        run.log({"loss": 1.0, "acc": 0.5}, step=step)
+    run.log({"other": 2.0}, step=20)
+    run.flush()
+    meta = read_json(run.dir / "run.json")
+    run.finish()
+    store.write_json_atomic(run.dir / "run.json", {**meta, "status": "running", "pid": -1})  # as if killed
+
+    def no_full_read(*args, **kwargs):
+        raise AssertionError("resume decoded every record")
+
+    monkeypatch.setattr(blocks, "read_records", no_full_read)
+    monkeypatch.setattr(store, "read_metrics", no_full_read)
+    again = epochal.init(id="crashed-run", resume="allow", system_interval=0)
+    assert again.step == 151
+    again.finish()
+    assert blocks.last_step(again.dir / "nothing.bin") == -1

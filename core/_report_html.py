@@ -316,8 +316,10 @@ _JS = r"""
     const axis = chart.kind === "system" ? "time" : mode;
     const traces = tracesOf(chart, axis);
     const layout = {title: {text: esc(chart.title) + (chart.direction ? " <span style='font-size:11px'>(" +
-        (chart.direction === "min" ? "lower" : "higher") + " is better)</span>" : ""), font: {size: 14}},
-      margin: {l: 60, r: 20, t: 36, b: 44}, hovermode: "closest", showlegend: data.runs.length <= 25,
+        (chart.direction === "min" ? "lower" : "higher") + " is better)</span>" : ""), font: {size: 14},
+        x: 0.01, xanchor: "left"},
+      margin: {l: 60, r: 20, t: 36, b: 44}, hovermode: "closest",
+      showlegend: chart.kind === "metric" && data.runs.length <= 25,
       xaxis: {title: {text: labels[axis]}, zeroline: false}, yaxis: {zeroline: false, exponentformat: "e"},
       annotations: traces.length ? [] : [{text: axis === "epoch" ? "no epochs logged" : "no points",
         showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5}]};

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import select
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +60,7 @@ class Browser:
         self._profile = tempfile.TemporaryDirectory(prefix="epochal-chromium-")
         self.process = subprocess.Popen(
             [chromium_path(), *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         try:
             self._socket = websocket.create_connection(self._endpoint(), timeout=timeout, suppress_origin=True)
@@ -74,13 +78,21 @@ class Browser:
 
     def _endpoint(self) -> str:
         """The browser's websocket address, read from the line Chromium prints on stderr when it listens."""
-        seen = []
         assert self.process.stderr is not None
-        for line in self.process.stderr:
-            seen.append(line)
-            if line.startswith("DevTools listening on "):
-                return line.split(" on ", 1)[1].strip()
-        raise RuntimeError("chromium exited before listening:\n" + "".join(seen[-20:]))
+        stream, seen, deadline = self.process.stderr.fileno(), b"", time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([stream], [], [], deadline - time.monotonic())
+            chunk = os.read(stream, 65536) if ready else b""
+            if ready and not chunk:
+                break  # chromium exited
+            seen += chunk
+            for line in seen.decode(errors="replace").splitlines():
+                if line.startswith("DevTools listening on ") and line.strip().endswith(tuple("0123456789abcdef")):
+                    # keep reading stderr so chromium never blocks on a full pipe
+                    threading.Thread(target=lambda: all(iter(lambda: os.read(stream, 65536), b"")), daemon=True).start()
+                    return line.split(" on ", 1)[1].strip()
+        raise RuntimeError(f"chromium did not listen within {self.timeout:.0f} s:\n"
+                           + seen.decode(errors="replace")[-2000:])
 
     # -- protocol --------------------------------------------------------------------------------
     def _send(self, method: str, params: dict[str, Any], session: str | None) -> int:

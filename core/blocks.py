@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 
 from .records import RowFormat
 
-__all__ = ["MAGIC", "encode_block", "iter_blocks", "read_records", "read_columns", "read_series"]
+__all__ = ["MAGIC", "encode_block", "iter_blocks", "iter_block_spans", "read_records", "read_columns", "read_series"]
 
 MAGIC = b"EPB1"
 _HEAD = struct.Struct("<4sII")
@@ -42,8 +42,14 @@ def encode_block(fmt: RowFormat, rows: bytes) -> bytes:
 
 def iter_blocks(data: bytes) -> Iterator[tuple[list[str], int, memoryview] | None]:
     """``(keys, rows, body)`` per block of a file's bytes; ``None`` for each torn or corrupt stretch."""
+    for _, _, block in iter_block_spans(data):
+        yield block
+
+
+def iter_block_spans(data: bytes, pos: int = 0) -> Iterator[tuple[int, int, tuple[list[str], int, memoryview] | None]]:
+    """``(start, stop, block)``: each block of ``data[pos:]`` (as :func:`iter_blocks` gives it) with its byte span."""
     view = memoryview(data)
-    pos, end = 0, len(data)
+    end = len(data)
     while pos < end:
         block = None
         if end - pos >= _HEAD.size + _CRC.size and data[pos : pos + 4] == MAGIC:
@@ -59,11 +65,12 @@ def iter_blocks(data: bytes) -> Iterator[tuple[list[str], int, memoryview] | Non
                 except (ValueError, KeyError, TypeError):
                     block = None
         if block is None:
-            yield None
             found = data.find(MAGIC, pos + 1)
-            pos = end if found < 0 else found
+            found = end if found < 0 else found
+            yield pos, found, None
+            pos = found
             continue
-        yield block
+        yield pos, stop + _CRC.size, block
         pos = stop + _CRC.size
 
 

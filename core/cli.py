@@ -7,6 +7,7 @@
     epochal export tensorboard [RUN ... | --project P]
     epochal tb [--project P] [--port N]
     epochal report [RUN ...] [--project P] [--where EXPR] [--metric M ...] [--step N] [-o report.html]
+    epochal sync --to URI [RUN ...] [--project P]
 
 Every command takes ``--dir D`` (default ``EPOCHAL_DIR`` or ``./epochal-runs``). Exit
 status: 0 done, 1 error (unknown run, no runs, ...), 2 bad usage. Needs no pandas.
@@ -262,6 +263,34 @@ def _add_report(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_cmd_report)
 
 
+def _cmd_sync(args: argparse.Namespace, out: TextIO) -> int:
+    from .sinks.mlflow_rest import resolve_uri
+    from .sync import SyncError, sync_runs
+
+    uri = resolve_uri(args.to)
+    if not uri:
+        raise CommandError("no server given: pass --to URI (e.g. http://127.0.0.1:5000) or set EPOCHAL_MLFLOW_URI")
+    if args.runs:
+        dirs = [find_run(r, dir=args.dir, project=args.project) for r in args.runs]
+    else:
+        dirs = list(run_dirs(root_dir(args.dir), args.project))
+        if not dirs:
+            raise CommandError(f"no runs in {root_dir(args.dir)}" + (f" (project {args.project!r})" if args.project else ""))
+    try:
+        sync_runs(uri, dirs, out)
+    except SyncError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def _add_sync(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("sync", parents=[common], help="push stored runs to an MLflow tracking server")
+    p.add_argument("--to", metavar="URI", help="the server (default: $EPOCHAL_MLFLOW_URI or $MLFLOW_TRACKING_URI)")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run ids (default: every run, or --project's)")
+    p.add_argument("--project", "-p")
+    p.set_defaults(func=_cmd_sync)
+
+
 # -- the parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -309,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.set_defaults(func=_cmd_tb)
     _add_report(sub, common)
+    _add_sync(sub, common)
     return parser
 
 

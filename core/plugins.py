@@ -32,6 +32,7 @@ BUILTIN_PLUGINS = {
 #: name -> "module:factory" of sinks a run has only when asked.
 OPTIONAL_SINKS = {
     "tensorboard": "epochal.sinks.tensorboard:TensorBoardSink",
+    "mlflow": "epochal.sinks.mlflow:MlflowSink",
 }
 _extra_plugins: list[tuple[str, Any]] = []
 

@@ -1,0 +1,307 @@
+"""The ``mlflow`` sink: mirror a live run into an MLflow tracking server, never slowing or stopping training.
+
+Turn it on with ``epochal.init(sinks=["mlflow"])`` or ``EPOCHAL_SINKS=mlflow``; the server
+is ``EPOCHAL_MLFLOW_URI``, else ``MLFLOW_TRACKING_URI``. It speaks MLflow's REST API
+(:mod:`epochal.sinks.mlflow_rest`, needs ``requests``: ``pip install 'epochal[mlflow]'``),
+never imports mlflow, and maps a run as :mod:`epochal.sinks.mlflow_mapping` says:
+experiment = project, run name, tags, params = flattened config, every metric point
+with its step and wall time, hardware samples as ``system/*``, artifacts through the
+server's ``mlflow-artifacts`` proxy, the summary and status at the end. The MLflow run
+id goes into ``run.json`` (``"mlflow"``) when the server answers at ``init``.
+
+Never blocks: the mirror works on its own plugin lane. Once at ``init`` the server is
+asked for the project's experiment and the MLflow run is made (within
+``EPOCHAL_MLFLOW_INIT_TIMEOUT`` seconds, 10 by default; a slow server gets the run made
+from the lane instead, and its id reaches ``run.json`` with ``epochal sync``); an unreachable or
+non-MLflow URI gives one warning naming it and training goes on. A server that is
+down, slow or failing is tried again with backoff (0.5 s doubling to 30 s) on later
+events, never by sleeping. The lane keeps what the server has not taken in memory
+(up to ``EPOCHAL_MLFLOW_BACKLOG_MB``, 64 by default) and then reads it back from the run
+directory past the cursor. At the end of the run it gives the server
+``EPOCHAL_MLFLOW_FINISH_TIMEOUT`` seconds (10; one short try when the server was down)
+and leaves the rest to ``epochal sync --to URI RUN``. Nothing is lost or sent twice:
+see the cursor in :mod:`epochal.sinks.mlflow_mirror`.
+
+Params are immutable in MLflow: a config value that changes after it was sent is
+mirrored as the tag ``epochal.config.<key>`` (the param keeps the first value).
+Only the process that owns the run (rank zero) mirrors; other ranks' hardware samples
+reach the server with ``epochal sync``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..blocks import encode_block
+from ..hookspecs import hookimpl
+from ..records import ArtifactVersion, MetricBatch
+from ..store import CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, read_json, read_jsonl, system_file_name
+from .mlflow_mapping import run_tags
+from .mlflow_mirror import Mirror, MirrorStopped
+from .mlflow_rest import MlflowError, MlflowRest, NotAnMlflowServer, RecordRejected, ServerUnavailable, resolve_uri
+
+__all__ = ["MlflowSink"]
+
+log = logging.getLogger("epochal")
+PROBE_TIMEOUT = 5.0
+MAX_DELAY = 30.0
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+class MlflowSink:
+    """Mirrors one run into an MLflow server from its own lane (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.mirror: Mirror | None = None
+        self._uri = ""
+        self._outbox: list[tuple[int, bytes]] = []  # (metrics.bin offset, the bytes the store appends there)
+        self._outbox_bytes = 0
+        self._backlog_cap = int(_env_float("EPOCHAL_MLFLOW_BACKLOG_MB", 64) * 2**20)
+        self._expected_end = 0  # where metrics.bin ends once the store wrote every batch delivered so far
+        self._from_file = False  # the backlog is read back from metrics.bin past the cursor
+        self._system_file = ""
+        self._system: list[Mapping[str, Any]] = []
+        self._system_first = 0  # the number in the file of self._system[0]
+        self._system_backlog = False
+        self._artifacts: list[ArtifactVersion] = []
+        self._meta: dict[str, Any] | None = None
+        self._meta_dirty = False
+        self._config: dict[str, Any] | None = None
+        self._config_dirty = False
+        self._summary: dict[str, Any] | None = None
+        self._run: Any = None
+        self._retry_at = 0.0
+        self._delay = 0.0
+        self._down_since: float | None = None
+
+    # -- set-up, on the training thread at init --------------------------------------------------
+    @hookimpl
+    def epochal_run_metadata(self, run) -> dict[str, Any] | None:
+        if not run.is_owner:
+            return None
+        uri = resolve_uri()
+        if not uri:
+            log.warning("epochal: the mlflow sink needs a server: set EPOCHAL_MLFLOW_URI (or MLFLOW_TRACKING_URI) to "
+                        "its URL, e.g. http://127.0.0.1:5000; run %s is kept locally only", run.id)
+            return None
+        try:
+            rest = MlflowRest(uri)
+        except (ValueError, ImportError) as exc:
+            log.warning("epochal: %s; run %s is kept locally only", exc, run.id)
+            return None
+        self._run = run
+        self._uri = rest.uri
+        config = getattr(run, "config", None)  # the config at start: the params (later changes become tags)
+        if config is not None and hasattr(config, "to_dict"):
+            self._config, self._config_dirty = config.to_dict(), True
+        mirror = self.mirror = Mirror(Path(run.dir), rest)
+        self._expected_end = _size(Path(run.dir) / METRICS_FILE)
+        self._from_file = mirror.metrics_offset < self._expected_end
+        self._system_file = system_file_name(getattr(run, "rank", 0), getattr(run, "world_size", 1))
+        system_path = Path(run.dir) / self._system_file
+        if system_path.exists():
+            self._system_first = len(read_jsonl(system_path)[0])
+            self._system_backlog = int(mirror.state["system"].get(self._system_file, 0)) < self._system_first
+        mirror.deadline = time.monotonic() + _env_float("EPOCHAL_MLFLOW_INIT_TIMEOUT", 10.0)
+        try:
+            rest.experiment_id(run.project, timeout=PROBE_TIMEOUT)  # the probe: is it there, is it MLflow?
+        except ServerUnavailable as exc:
+            log.warning("epochal: %s; training goes on and run %s is kept locally. The mirror retries in the "
+                        "background; what it cannot send, `epochal sync --to %s` sends later", exc, run.id, rest.uri)
+            self._backoff()
+        except (NotAnMlflowServer, RecordRejected, MirrorStopped) as exc:
+            log.warning("epochal: %s; run %s is kept locally only (not mirrored)", exc, run.id)
+            self._stop()
+            return None
+        else:
+            try:
+                mirror.ensure_run(run.project, run.name, run.id, time.time())
+            except ServerUnavailable:  # slow, not gone: the lane finds or creates the run
+                self._backoff()
+            except MlflowError as exc:
+                log.warning("epochal: %s; run %s is kept locally only (not mirrored)", exc, run.id)
+                self._stop()
+                return None
+        finally:
+            mirror.deadline = None
+        if mirror.run_id is None:
+            return None
+        return {"mlflow": {"uri": rest.uri, "run_id": mirror.run_id,
+                           "experiment_id": mirror.state.get("experiment_id")}}
+
+    # -- events, on the mirror's lane -------------------------------------------------------------
+    @hookimpl
+    def epochal_run_start(self, run) -> None:
+        if self.mirror is None:
+            return
+        meta = read_json(Path(run.dir) / RUN_FILE, None)  # written by init before any lane started
+        if isinstance(meta, dict):
+            self._meta, self._meta_dirty = meta, True
+        self._pump()
+
+    @hookimpl
+    def epochal_config(self, run, config: Mapping[str, Any]) -> None:
+        if self.mirror is not None:
+            self._config, self._config_dirty = dict(config), True
+            self._pump()
+
+    @hookimpl
+    def epochal_metadata(self, run, metadata: Mapping[str, Any]) -> None:
+        if self.mirror is not None:
+            self._meta, self._meta_dirty = dict(metadata), True
+            self._pump()
+
+    @hookimpl
+    def epochal_metrics(self, run, records: MetricBatch) -> None:
+        if self.mirror is None:
+            return
+        data = b"".join(encode_block(fmt, rows) for fmt, rows in records.runs)  # what the store appends
+        if not self._from_file:
+            self._outbox.append((self._expected_end, data))
+            self._outbox_bytes += len(data)
+            if self._outbox_bytes > self._backlog_cap:  # read it back from the run directory later
+                self._outbox, self._outbox_bytes, self._from_file = [], 0, True
+        self._expected_end += len(data)
+        self._pump()
+
+    @hookimpl
+    def epochal_system(self, run, records: Sequence[Any]) -> None:
+        if self.mirror is None:
+            return
+        for wall, rank, values in records:
+            self._system.append({"time": wall, **values})
+        self._pump()
+
+    @hookimpl
+    def epochal_summary(self, run, summary: Mapping[str, Any]) -> None:
+        if self.mirror is not None:
+            self._summary = dict(summary)
+
+    @hookimpl
+    def epochal_artifact(self, run, artifact: ArtifactVersion) -> None:
+        if self.mirror is not None:
+            self._artifacts.append(artifact)
+            self._pump()
+
+    @hookimpl
+    def epochal_run_end(self, run, status: str) -> None:
+        mirror = self.mirror
+        if mirror is None:
+            return
+        budget = _env_float("EPOCHAL_MLFLOW_FINISH_TIMEOUT", 10.0)
+        if self._down_since is not None:  # the server was down: one short try, then leave it to sync
+            budget = min(budget, PROBE_TIMEOUT)
+        self._retry_at = 0.0
+        mirror.deadline = time.monotonic() + budget
+        done = self._pump(status=status)
+        if not done and self.mirror is not None:
+            log.warning("epochal: run %s is not fully mirrored to MLflow server %s (%s); it is complete locally: "
+                        "run `epochal sync --to %s %s` to finish the mirror", run.id, self._uri,
+                        "server unavailable" if self._down_since is not None else "out of time", self._uri, run.id)
+        if self.mirror is not None:
+            self.mirror.close()
+        self.mirror = None
+
+    # -- sending -----------------------------------------------------------------------------------
+    def _pump(self, status: str | None = None) -> bool:
+        """Send what the server lacks, unless backing off; True when everything (and ``status``) was sent."""
+        mirror = self.mirror
+        if mirror is None or time.monotonic() < self._retry_at:
+            return False
+        run = self._run
+        try:
+            mirror.ensure_run(run.project, run.name, run.id, float((self._meta or {}).get("created") or time.time()))
+            if self._config is None:
+                config = read_json(Path(run.dir) / CONFIG_FILE, None)
+                if isinstance(config, dict):
+                    self._config, self._config_dirty = config, True
+            if self._config_dirty:
+                mirror.push_params(self._config)
+                self._config_dirty = False
+            if self._meta_dirty:
+                mirror.push_tags(run_tags(self._meta))
+                self._meta_dirty = False
+            complete = self._push_metrics(mirror)
+            self._push_system(mirror)
+            self._artifacts = [a for a in self._artifacts if not mirror.push_artifact(a)]
+            if status is not None:
+                if not complete or self._artifacts:
+                    return False
+                summary = self._summary if self._summary is not None else read_json(Path(run.dir) / SUMMARY_FILE, {})
+                mirror.push_summary(summary or {})
+                mirror.push_tags(run_tags({**(self._meta or {}), "status": status}))
+                mirror.push_status(status)
+        except ServerUnavailable as exc:
+            self._backoff(exc)
+            return False
+        except (MirrorStopped, MlflowError) as exc:
+            log.warning("epochal: mirroring run %s to MLflow stopped: %s (the run is complete locally)", run.id, exc)
+            self._stop()
+            return False
+        if self._down_since is not None:
+            log.warning("epochal: MLflow server %s is back after %.0f s; the mirror caught up", self._uri,
+                        time.monotonic() - self._down_since)
+        self._down_since, self._delay = None, 0.0
+        return True
+
+    def _push_metrics(self, mirror: Mirror) -> bool:
+        """Send the metric backlog; True when the server has every point delivered so far."""
+        if self._from_file:
+            offset = mirror.metrics_offset
+            try:
+                with open(Path(self._run.dir) / METRICS_FILE, "rb") as handle:
+                    handle.seek(offset)
+                    data = handle.read(max(0, self._expected_end - offset))
+            except OSError:
+                data = b""
+            mirror.push_metric_bytes(data, offset)
+            if mirror.metrics_offset < self._expected_end:
+                return False
+            self._from_file = False
+        while self._outbox:
+            base, data = self._outbox[0]
+            mirror.push_metric_bytes(data, base)
+            self._outbox.pop(0)
+            self._outbox_bytes -= len(data)
+        return True
+
+    def _push_system(self, mirror: Mirror) -> None:
+        if self._system_backlog:
+            samples = read_jsonl(Path(self._run.dir) / self._system_file)[0][: self._system_first]
+            mirror.push_system(self._system_file, samples)
+            self._system_backlog = False
+        if self._system:
+            mirror.push_system(self._system_file, self._system, self._system_first)
+            self._system_first += len(self._system)
+            self._system = []
+
+    def _backoff(self, exc: Exception | None = None) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            if exc is not None:
+                log.warning("epochal: %s; the mirror tries again with backoff (training goes on)", exc)
+        self._delay = min(MAX_DELAY, max(0.5, self._delay * 2))
+        self._retry_at = now + self._delay
+
+    def _stop(self) -> None:
+        if self.mirror is not None:
+            self.mirror.close()
+        self.mirror = None
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

@@ -1,0 +1,371 @@
+"""The mirror of one run directory on one MLflow server, and its cursor: what the server acknowledged.
+
+The run directory is the truth; the server holds a copy that catches up. Both the live
+sink (:mod:`epochal.sinks.mlflow`) and ``epochal sync`` (:mod:`epochal.sync`) push
+through a :class:`Mirror`, so a run is mapped the same way whichever sent it.
+
+The cursor, ``mlflow.json`` in the run folder (one entry per server URI, never a
+credential), is rewritten atomically after every acknowledged request and records:
+
+- ``metrics``: ``[offset, points]``: the byte offset in ``metrics.bin`` of the first block
+  not wholly acknowledged, and how many of its points were;
+- ``system``: per ``system*.jsonl`` file, how many samples were acknowledged;
+- ``artifacts``: the ``name:version`` pairs uploaded;
+- ``params``, ``tags``: a hash of each value sent (so nothing is sent twice);
+- ``names``: epochal name -> MLflow name, for names MLflow would refuse;
+- ``last``, ``last_step``: each metric's last value sent (to tell summary overrides);
+- ``summary``, ``status``: what was sent last.
+
+So nothing is sent twice and nothing is skipped: a request whose answer was lost is
+sent again, and MLflow's SQL stores keep one copy of a point sent twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from ..blocks import iter_block_spans
+from ..records import ArtifactVersion, RowFormat
+from ..store import read_json, write_json_atomic
+from .mlflow_mapping import (
+    MAX_METRICS, MAX_PARAMS, MAX_TAG_VALUE, MAX_TAGS, STATUS, NameMapper, chunks, param_values, summary_records, truncate,
+)
+from .mlflow_rest import MlflowRest, RecordRejected, ServerUnavailable
+
+__all__ = ["CURSOR_FILE", "Mirror", "MirrorStopped", "read_cursor", "system_prefix"]
+
+log = logging.getLogger("epochal")
+CURSOR_FILE = "mlflow.json"
+_RUN_LEVEL_ERRORS = ("RESOURCE_DOES_NOT_EXIST", "INVALID_STATE", "PERMISSION_DENIED")
+_SYSTEM_RANK = re.compile(r"^system\.rank(\d+)\.jsonl$")
+_MAX_WARNINGS = 5
+Point = dict[str, Any]
+
+
+class MirrorStopped(Exception):
+    """The server refuses the run as a whole (deleted, no permission): mirroring it cannot go on."""
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+
+
+def _value(value: float) -> float | str:
+    """A float as MLflow's JSON takes it: NaN and the infinities as the strings protobuf's JSON format uses."""
+    if value - value == 0:
+        return value
+    return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def read_cursor(run_dir: Path, uri: str) -> dict[str, Any]:
+    """The cursor of ``run_dir`` for server ``uri`` (empty when the run was never mirrored there)."""
+    doc = read_json(Path(run_dir) / CURSOR_FILE, {})
+    servers = doc.get("servers") if isinstance(doc, dict) else None
+    entry = servers.get(uri) if isinstance(servers, dict) else None
+    return entry if isinstance(entry, dict) else {}
+
+
+def system_prefix(file_name: str) -> str:
+    """``system/`` for ``system.jsonl``, ``system/rank<N>/`` for ``system.rank<N>.jsonl``."""
+    match = _SYSTEM_RANK.match(file_name)
+    return f"system/rank{match.group(1)}/" if match else "system/"
+
+
+class Mirror:
+    """Pushes one run's records to one server, recording each acknowledgement in the cursor.
+
+    Every ``push_*`` sends only what the cursor lacks and raises :class:`ServerUnavailable`
+    when the server cannot take it now (what was acknowledged before stays recorded).
+    A record the server refuses is skipped with a warning, never retried.
+    """
+
+    def __init__(self, run_dir: Path, rest: MlflowRest, progress: Callable[[int], None] | None = None) -> None:
+        self.dir = Path(run_dir)
+        self.rest = rest
+        self.progress = progress
+        self.deadline: float | None = None  # time.monotonic() after which no request starts
+        self.points_sent = 0
+        self.skipped = 0
+        doc = read_json(self.dir / CURSOR_FILE, {})
+        self._doc = doc if isinstance(doc, dict) and isinstance(doc.get("servers"), dict) else {"format": 1,
+                                                                                                  "servers": {}}
+        state = self._doc["servers"].setdefault(rest.uri, {})
+        for key, default in (("metrics", [0, 0]), ("system", {}), ("artifacts", []), ("params", {}), ("tags", {}),
+                             ("names", {}), ("last", {}), ("last_step", None), ("summary", None), ("status", None)):
+            state.setdefault(key, default)
+        self.state = state
+        self.names = NameMapper(state["names"])
+        self._artifacts_done = set(state["artifacts"])
+
+    # -- the cursor ----------------------------------------------------------------------------
+    @property
+    def run_id(self) -> str | None:
+        return self.state.get("run_id")
+
+    @property
+    def metrics_offset(self) -> int:
+        return int(self.state["metrics"][0])
+
+    def save(self) -> None:
+        self.state["names"] = self.names.mapped
+        write_json_atomic(self.dir / CURSOR_FILE, self._doc)
+
+    def _timeout(self) -> float | None:
+        if self.deadline is None:
+            return None
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise ServerUnavailable(f"no time left to reach MLflow server {self.rest.uri}")
+        return min(remaining, self.rest.timeout)
+
+    def _rejected(self, what: str, exc: RecordRejected) -> None:
+        if exc.error_code in _RUN_LEVEL_ERRORS:
+            raise MirrorStopped(str(exc)) from None
+        self.skipped += 1
+        if self.skipped <= _MAX_WARNINGS:
+            log.warning("epochal: %s; %s skipped (the run directory keeps it)", exc, what)
+        elif self.skipped == _MAX_WARNINGS + 1:
+            log.warning("epochal: MLflow server %s rejects more records; further ones are skipped silently",
+                        self.rest.uri)
+
+    def _log_batch(self, metrics: list[Point] = (), params: list[Point] = (), tags: list[Point] = ()) -> None:
+        """One log-batch request; a refused one is split in halves until the refused records are found and skipped."""
+        try:
+            self.rest.log_batch(self.run_id, metrics, params, tags, timeout=self._timeout())
+        except RecordRejected as exc:
+            items = [("metrics", m) for m in metrics] + [("params", p) for p in params] + [("tags", t) for t in tags]
+            if len(items) == 1:
+                self._rejected(f"{items[0][0][:-1]} {items[0][1].get('key')!r}", exc)
+                return
+            for half in (items[: len(items) // 2], items[len(items) // 2:]):
+                self._log_batch(*([i for kind, i in half if kind == k] for k in ("metrics", "params", "tags")))
+
+    # -- the run -------------------------------------------------------------------------------------
+    def ensure_run(self, project: str, name: str, epochal_id: str, created: float) -> str:
+        """The MLflow run of this epochal run: found by its ``epochal.run_id`` tag, else created."""
+        if self.run_id:
+            return self.run_id
+        experiment = self.rest.experiment_id(project, timeout=self._timeout())
+        found = self.rest.call("runs/search", {
+            "experiment_ids": [experiment], "max_results": 1,
+            "filter": f"tags.`epochal.run_id` = '{epochal_id}'"}, timeout=self._timeout()).get("runs") or []
+        if found:
+            info = found[0]["info"]
+        else:
+            tags = [{"key": "epochal.run_id", "value": epochal_id}, {"key": "epochal.project", "value": project}]
+            info = self.rest.create_run(experiment, name, _ms(created), tags, timeout=self._timeout())
+        self.state.update(run_id=info["run_id"], experiment_id=experiment, artifact_uri=info.get("artifact_uri"))
+        self.save()
+        return self.run_id
+
+    def push_tags(self, tags: Mapping[str, str]) -> None:
+        """Set the tags whose value differs from what was sent."""
+        sent = self.state["tags"]
+        todo = {k: v for k, v in tags.items() if sent.get(k) != _hash(v)}
+        if self.names.mapped:
+            mapping = truncate(json.dumps(self.names.mapped, sort_keys=True), MAX_TAG_VALUE)
+            if sent.get("epochal.name_map") != _hash(mapping):
+                todo["epochal.name_map"] = mapping
+        items = [{"key": self.names(k), "value": v, "_name": k} for k, v in todo.items()]
+        for batch in chunks(items, MAX_TAGS):
+            self._log_batch(tags=[{"key": t["key"], "value": t["value"]} for t in batch])
+            sent.update((t["_name"], _hash(t["value"])) for t in batch)
+            self.save()
+
+    def push_params(self, config: Mapping[str, Any]) -> None:
+        """The flattened config as params; a value changed after it was sent becomes the tag ``epochal.config.<key>``."""
+        sent = self.state["params"]
+        values = param_values(config)
+        new = [{"key": self.names(k), "value": v, "_name": k} for k, v in values.items() if k not in sent]
+        for batch in chunks(new, MAX_PARAMS):
+            self._log_batch(params=[{"key": p["key"], "value": p["value"]} for p in batch])
+            sent.update((p["_name"], _hash(p["value"])) for p in batch)
+            self.save()
+        changed = {f"epochal.config.{k}": v for k, v in values.items()
+                   if sent.get(k) != _hash(v) or f"epochal.config.{k}" in self.state["tags"]}
+        if changed:
+            self.push_tags(changed)
+
+    def push_status(self, status: str, end_time: float | None = None) -> None:
+        """Set the MLflow run status (``finished`` -> FINISHED, ``failed`` -> FAILED, ``crashed`` -> KILLED)."""
+        target = STATUS.get(status, "RUNNING")
+        if self.state["status"] == target:
+            return
+        ended = _ms(end_time or time.time()) if target != "RUNNING" else None
+        self.rest.update_run(self.run_id, target, ended, timeout=self._timeout())
+        self.state["status"] = target
+        self.save()
+
+    def push_summary(self, summary: Mapping[str, Any], when: float | None = None) -> None:
+        """The summary's figures MLflow's last values do not already show (see :func:`summary_records`)."""
+        digest = _hash(summary)
+        if self.state["summary"] == digest:
+            return
+        metrics, tags = summary_records(summary, self.state["last"])
+        step = self.state["last_step"] or 0
+        stamp = _ms(when or time.time())
+        points = [{"key": self.names(k), "value": v, "timestamp": stamp, "step": step} for k, v in metrics.items()]
+        for batch in chunks(points, MAX_METRICS):
+            self._log_batch(metrics=batch)
+        self.push_tags(tags)
+        self.state["summary"] = digest
+        self.save()
+
+    # -- points ------------------------------------------------------------------------------------
+    def _send_points(self, stream: Iterator[tuple[Point, Any]], commit: Callable[[Any], None]) -> int:
+        """Send ``(point, position)`` pairs in requests of up to 1000; ``commit(position)`` after each acknowledgement."""
+        sent = 0
+        batch: list[Point] = []
+        position = None
+        for point, position_after in stream:
+            if point is not None:
+                batch.append(point)
+            position = position_after
+            if len(batch) >= MAX_METRICS:
+                self._log_batch(metrics=batch)
+                sent += len(batch)
+                self.points_sent += len(batch)
+                batch = []
+                commit(position)
+                if self.progress is not None:
+                    self.progress(self.points_sent)
+        if batch:
+            self._log_batch(metrics=batch)
+            sent += len(batch)
+            self.points_sent += len(batch)
+        if position is not None:
+            commit(position)
+        return sent
+
+    def pending_metric_points(self, data: bytes, base: int) -> int:
+        """How many points of these ``metrics.bin`` bytes (at file offset ``base``) the server lacks."""
+        offset, done = self.state["metrics"]
+        total = 0
+        for start, stop, block in iter_block_spans(data):
+            if block is not None and base + stop > offset:
+                total += block[1] * len(block[0]) - (done if base + start == offset else 0)
+        return total
+
+    def push_metric_bytes(self, data: bytes, base: int) -> int:
+        """Send the points of ``data``, the bytes of ``metrics.bin`` from file offset ``base``, past the cursor.
+
+        A stretch that is not a valid block is passed over, unless it ends the data (a
+        block still being written): the cursor stops before it. Returns the points sent.
+        """
+        last, names = self.state["last"], self.names
+        end = base + len(data)
+
+        def stream() -> Iterator[tuple[Point | None, tuple[int, int]]]:
+            offset, done = self.state["metrics"]
+            for start, stop, block in iter_block_spans(data):
+                start, stop = base + start, base + stop
+                if stop <= offset:
+                    continue
+                if block is None:
+                    if stop >= end:
+                        return
+                    yield None, (stop, 0)
+                    continue
+                keys, rows, body = block
+                mapped = [names(k) for k in keys]
+                skip = done if start == offset else 0
+                count = rows * len(keys)
+                index = 0
+                step = None
+                for row in RowFormat(tuple(keys)).iter_unpack(body):
+                    step, stamp = row[0], _ms(row[1])
+                    for key, name, value in zip(keys, mapped, row[3:]):
+                        index += 1
+                        if index > skip:
+                            last[key] = value
+                            yield ({"key": name, "value": _value(value), "timestamp": stamp, "step": step},
+                                   (stop, 0) if index == count else (start, index))
+                if step is not None:
+                    self.state["last_step"] = max(step, self.state["last_step"] or 0)
+
+        def commit(position: tuple[int, int]) -> None:
+            self.state["metrics"] = list(position)
+            self.save()
+
+        return self._send_points(stream(), commit)
+
+    def push_system(self, file_name: str, samples: Iterable[Mapping[str, Any]], first: int = 0) -> int:
+        """Send hardware samples number ``first, first+1, ...`` of ``file_name`` as ``system/*`` metrics.
+
+        The step of a sample is its number in the file; its wall time is the point's timestamp.
+        """
+        acked = int(self.state["system"].get(file_name, 0))
+        prefix = system_prefix(file_name)
+        names = self.names
+
+        def stream() -> Iterator[tuple[Point | None, int]]:
+            for index, sample in enumerate(samples, first):
+                if index < acked:
+                    continue
+                stamp = _ms(float(sample.get("time") or 0.0))
+                values = [(k, v) for k, v in sample.items() if k not in ("time", "rank")
+                          and isinstance(v, (int, float)) and not isinstance(v, bool)]
+                if not values:
+                    yield None, index + 1
+                for i, (key, value) in enumerate(values, 1):
+                    yield ({"key": names(prefix + key), "value": _value(float(value)), "timestamp": stamp, "step": index},
+                           index + 1 if i == len(values) else index)
+
+        def commit(position: int) -> None:
+            self.state["system"][file_name] = max(acked, position)
+            self.save()
+
+        return self._send_points(stream(), commit)
+
+    # -- artifacts ------------------------------------------------------------------------------
+    def _artifact_root(self) -> str | None:
+        uri = str(self.state.get("artifact_uri") or "")
+        if not uri.startswith("mlflow-artifacts:"):
+            return None
+        path = uri[len("mlflow-artifacts:"):]
+        if path.startswith("//"):  # mlflow-artifacts://host:port/path
+            path = path[2:].partition("/")[2]
+        return path.strip("/")
+
+    def push_artifact(self, version: ArtifactVersion) -> bool:
+        """Upload one artifact version's files to ``<name>/<version>/...``; False when its files are not (yet) there."""
+        key = f"{version.name}:{version.version}"
+        if key in self._artifacts_done:
+            return True
+        root = self._artifact_root()
+        if root is None:
+            raise MirrorStopped(
+                f"MLflow server {self.rest.uri} does not serve artifacts (run artifact URI "
+                f"{self.state.get('artifact_uri')!r}); start it with `--artifacts-destination DIR` so artifacts "
+                "go through its mlflow-artifacts proxy")
+        base = self.dir.resolve()
+        source = (self.dir / version.path).resolve()
+        if not source.is_relative_to(base) or not source.exists():
+            return False
+        files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+        for file in files:
+            relative = file.name if file == source else file.relative_to(source).as_posix()
+            try:
+                self.rest.upload(f"{root}/{version.name}/{version.version}/{relative}", file, timeout=self._timeout())
+            except RecordRejected as exc:
+                self._rejected(f"artifact file {key}/{relative}", exc)
+            except FileNotFoundError:  # retention removed it meanwhile
+                return False
+        self._artifacts_done.add(key)
+        self.state["artifacts"] = sorted(self._artifacts_done)
+        self.save()
+        return True
+
+    def close(self) -> None:
+        self.rest.close()
+

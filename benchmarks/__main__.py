@@ -23,6 +23,7 @@ TOPICS = {
     "lightning": "lightning_table",
     "media": "media",
     "report": "report",
+    "mlflow": "mirror",
 }
 ANCHOR_DISTS = ("epochal", "trackio", "wandb", "mlflow", "dvclive", "tensorboard", "torch", "lightning", "pandas")
 

@@ -38,8 +38,8 @@ from typing import Any, Mapping, Sequence
 
 from ..blocks import encode_block
 from ..hookspecs import hookimpl
-from ..records import ArtifactVersion, MetricBatch
-from ..store import CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, read_json, read_jsonl, system_file_name
+from ..records import ArtifactVersion, MetricBatch, RunInfo
+from ..store import METRICS_FILE, SUMMARY_FILE, read_json, read_jsonl, system_file_name
 from .mlflow_mapping import run_tags
 from .mlflow_mirror import Mirror, MirrorStopped
 from .mlflow_rest import MlflowError, MlflowRest, NotAnMlflowServer, RecordRejected, ServerUnavailable, resolve_uri
@@ -76,17 +76,20 @@ class MlflowSink:
         self._artifacts: list[ArtifactVersion] = []
         self._meta: dict[str, Any] | None = None
         self._meta_dirty = False
-        self._config: dict[str, Any] | None = None
+        self._params: Mapping[str, Any] | None = None
+        self._params_sent = False
+        self._config: Mapping[str, Any] | None = None
         self._config_dirty = False
         self._summary: dict[str, Any] | None = None
         self._run: Any = None
+        self._reopen = False
         self._retry_at = 0.0
         self._delay = 0.0
         self._down_since: float | None = None
 
     # -- set-up, on the training thread at init --------------------------------------------------
     @hookimpl
-    def epochal_run_metadata(self, run) -> dict[str, Any] | None:
+    def epochal_run_metadata(self, run: RunInfo) -> dict[str, Any] | None:
         if not run.is_owner:
             return None
         uri = resolve_uri()
@@ -101,10 +104,8 @@ class MlflowSink:
             return None
         self._run = run
         self._uri = rest.uri
-        config = getattr(run, "config", None)  # the config at start: the params (later changes become tags)
-        if config is not None and hasattr(config, "to_dict"):
-            self._config, self._config_dirty = config.to_dict(), True
         mirror = self.mirror = Mirror(Path(run.dir), rest)
+        self._reopen = mirror.state["status"] not in (None, "RUNNING")  # a resumed run runs again
         self._expected_end = _size(Path(run.dir) / METRICS_FILE)
         self._from_file = mirror.metrics_offset < self._expected_end
         self._system_file = system_file_name(getattr(run, "rank", 0), getattr(run, "world_size", 1))
@@ -141,24 +142,17 @@ class MlflowSink:
 
     # -- events, on the mirror's lane -------------------------------------------------------------
     @hookimpl
-    def epochal_run_start(self, run) -> None:
-        if self.mirror is None:
-            return
-        meta = read_json(Path(run.dir) / RUN_FILE, None)  # written by init before any lane started
-        if isinstance(meta, dict):
-            self._meta, self._meta_dirty = meta, True
-        self._pump()
-
-    @hookimpl
     def epochal_config(self, run, config: Mapping[str, Any]) -> None:
         if self.mirror is not None:
-            self._config, self._config_dirty = dict(config), True
+            if self._params is None:  # the config at start (it follows run_start): the params
+                self._params = config
+            self._config, self._config_dirty = config, True
             self._pump()
 
     @hookimpl
     def epochal_metadata(self, run, metadata: Mapping[str, Any]) -> None:
         if self.mirror is not None:
-            self._meta, self._meta_dirty = dict(metadata), True
+            self._meta, self._meta_dirty = metadata, True
             self._pump()
 
     @hookimpl
@@ -185,7 +179,7 @@ class MlflowSink:
     @hookimpl
     def epochal_summary(self, run, summary: Mapping[str, Any]) -> None:
         if self.mirror is not None:
-            self._summary = dict(summary)
+            self._summary = summary
 
     @hookimpl
     def epochal_artifact(self, run, artifact: ArtifactVersion) -> None:
@@ -221,10 +215,12 @@ class MlflowSink:
         run = self._run
         try:
             mirror.ensure_run(run.project, run.name, run.id, float((self._meta or {}).get("created") or time.time()))
-            if self._config is None:
-                config = read_json(Path(run.dir) / CONFIG_FILE, None)
-                if isinstance(config, dict):
-                    self._config, self._config_dirty = config, True
+            if self._reopen:
+                mirror.push_status("running")
+                self._reopen = False
+            if self._params is not None and not self._params_sent:
+                mirror.push_params(self._params)
+                self._params_sent = True
             if self._config_dirty:
                 mirror.push_params(self._config)
                 self._config_dirty = False

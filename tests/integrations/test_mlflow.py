@@ -320,3 +320,45 @@ def _closed_port() -> int:
     from mlflow_server import free_port
 
     return free_port()
+
+
+# -- frameworks, mirrored live --------------------------------------------------------------------------
+def _same_history(got: dict, run_dir: Path) -> None:
+    expected = points(run_dir)
+    assert expected and {k: got["metrics"].get(k) for k in expected} == expected
+
+
+def test_a_lightning_fit_is_mirrored_live(mirrored, run_root):
+    from epochal.integrations.lightning import EpochalLogger
+    from test_lightning import Tiny, loader, trainer
+
+    logger = EpochalLogger(project="lit-mlflow", name="tiny", finish_timeout=300)
+    fit = trainer(logger)
+    fit.fit(Tiny(), loader(), loader())
+    run = epochal.open_run(logger.version, dir=run_root)
+    got = mirrored.read_run(run.id, "lit-mlflow")
+    assert got["info"]["status"] == "FINISHED" and got["info"]["run_name"] == "tiny"
+    assert got["params"]["lr"] == "0.05" and got["params"]["hidden"] == "8"
+    _same_history(got, run.dir)
+    assert [p[0] for p in got["metrics"]["train/loss"]] == list(range(fit.global_step))
+    best = run.path("model", "best")
+    files = [p for p in ([best] if best.is_file() else best.rglob("*")) if p.is_file()]
+    assert files and all(sha256(f) in got["artifacts"].values() for f in files)
+
+
+def test_an_hf_trainer_is_mirrored_live(mirrored, run_root, tmp_path):
+    from epochal.integrations.transformers import EpochalCallback
+    from test_transformers import make_trainer, training_args
+
+    callback = EpochalCallback(project="hf-mlflow", name="tiny-bert", finish_timeout=300)
+    trainer = make_trainer(training_args(tmp_path / "out"), callback)
+    trainer.train()
+    run_dir = next((run_root / "hf-mlflow").iterdir())
+    meta = read_json(run_dir / "run.json")
+    got = mirrored.read_run(meta["id"], "hf-mlflow", artifacts=False)
+    assert got["info"]["status"] == "FINISHED" and got["info"]["run_name"] == "tiny-bert"
+    assert got["params"]["training_args.learning_rate"] == str(trainer.args.learning_rate)
+    assert got["params"]["training_args.hub_token"] == "***"  # redacted before the store, so for the server too
+    assert got["params"]["model_config.vocab_size"] == "100" and len(got["params"]) > 100  # several batches
+    _same_history(got, run_dir)
+    assert [p[0] for p in got["metrics"]["val/loss"]] == [3, 6]

@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 from ..blocks import encode_block
 from ..hookspecs import hookimpl
 from ..records import ArtifactVersion, MetricBatch, RunInfo
+from ..staging import StagedArtifact
 from ..store import METRICS_FILE, SUMMARY_FILE, read_json, read_jsonl, system_file_name
 from .mlflow_mapping import run_tags
 from .mlflow_mirror import Mirror, MirrorStopped
@@ -73,7 +74,7 @@ class MlflowSink:
         self._system: list[Mapping[str, Any]] = []
         self._system_first = 0  # the number in the file of self._system[0]
         self._system_backlog = False
-        self._artifacts: list[ArtifactVersion] = []
+        self._artifacts: list[StagedArtifact | ArtifactVersion] = []
         self._meta: dict[str, Any] | None = None
         self._meta_dirty = False
         self._params: Mapping[str, Any] | None = None
@@ -182,7 +183,7 @@ class MlflowSink:
             self._summary = summary
 
     @hookimpl
-    def epochal_artifact(self, run, artifact: ArtifactVersion) -> None:
+    def epochal_artifact(self, run, artifact: StagedArtifact) -> None:
         if self.mirror is not None:
             self._artifacts.append(artifact)
             self._pump()
@@ -229,7 +230,7 @@ class MlflowSink:
                 self._meta_dirty = False
             complete = self._push_metrics(mirror)
             self._push_system(mirror)
-            self._artifacts = [a for a in self._artifacts if not mirror.push_artifact(a)]
+            self._push_artifacts(mirror, final=status is not None)
             if status is not None:
                 if not complete or self._artifacts:
                     return False
@@ -270,6 +271,23 @@ class MlflowSink:
             self._outbox.pop(0)
             self._outbox_bytes -= len(data)
         return True
+
+    def _push_artifacts(self, mirror: Mirror, final: bool) -> None:
+        """Upload the versions the store has filed (at the end, waiting for it within the deadline)."""
+        pending = []
+        for artifact in self._artifacts:
+            wait = getattr(artifact, "wait", None)
+            if wait is None:  # already a stored version
+                stored = artifact
+            else:
+                left = (mirror.deadline - time.monotonic()) if final and mirror.deadline else 0.0
+                stored = wait(max(0.0, left))
+                if stored is None and not getattr(artifact, "failed", False):
+                    pending.append(artifact)  # not filed yet
+                    continue
+            if stored is not None:
+                mirror.push_artifact(stored)
+        self._artifacts = pending
 
     def _push_system(self, mirror: Mirror) -> None:
         if self._system_backlog:

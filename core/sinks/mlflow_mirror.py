@@ -338,7 +338,7 @@ class Mirror:
         return path.strip("/")
 
     def push_artifact(self, version: ArtifactVersion) -> bool:
-        """Upload one artifact version's files to ``<name>/<version>/...``; False when its files are not (yet) there."""
+        """Upload one stored artifact version's files to ``<name>/<version>/...`` (True once done or gone)."""
         key = f"{version.name}:{version.version}"
         if key in self._artifacts_done:
             return True
@@ -350,8 +350,9 @@ class Mirror:
                 "go through its mlflow-artifacts proxy")
         base = self.dir.resolve()
         source = (self.dir / version.path).resolve()
-        if not source.is_relative_to(base) or not source.exists():
-            return False
+        if not source.is_relative_to(base) or not source.exists():  # deleted by retention (keep_last)
+            log.info("epochal: artifact %s is no longer in %s; not uploaded", key, self.dir)
+            return True
         files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
         for file in files:
             relative = file.name if file == source else file.relative_to(source).as_posix()
@@ -360,7 +361,7 @@ class Mirror:
             except RecordRejected as exc:
                 self._rejected(f"artifact file {key}/{relative}", exc)
             except FileNotFoundError:  # retention removed it meanwhile
-                return False
+                return True
         self._artifacts_done.add(key)
         self.state["artifacts"] = sorted(self._artifacts_done)
         self.save()

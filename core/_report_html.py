@@ -143,7 +143,8 @@ def _where_table(runs: Sequence[RunData]) -> str:
             where = f"{commit[:12]}{repo}{flag}"
         else:
             where = "not in a git repository"
-        remote = f'<div class="sub">{_e(git["remote"])}</div>' if git.get("remote") else ""
+        origin = git.get("remote") or git.get("root")
+        remote = f'<div class="sub">{_e(origin)}</div>' if origin else ""
         rows.append(f'<tr data-run="{run.index}"><td><span class="swatch" style="background:{run_color(run.index)}"></span>{_e(run.name)}</td>'
                     f'<td><code>{_e(run.dir)}</code></td><td><code>{_e(where)}</code>{remote}</td>'
                     f'<td>{_e(run.host or "—")}</td></tr>')

@@ -106,6 +106,20 @@ def test_report_tables_and_traces(runs, tmp_path):
     assert re.findall(r'<tr class="same"><th>(.*?)</th>', text) == ["seed"]
     assert "http://" not in text.split("<script>")[0] and "<script src" not in text
     assert data["parcoords"]["dimensions"][0]["label"] == "lr"
+    git = epochal.open_run(runs[0].id).environment["git"]  # the tests run inside this repository's checkout
+    where = re.search(r'<tr data-run="0">.*?</tr>', text.split('id="where-table"')[1]).group(0)
+    assert str(runs[0].dir) in where and git["commit"][:12] in where and git["root"] in where
+    assert ("(dirty: uncommitted changes)" if git["dirty"] else "(clean)") in where
+
+
+def test_one_run_without_metrics(tmp_path):
+    with epochal.init(project="solo", config={"a": 1, "b": {"c": "x"}}, system_interval=0):
+        pass
+    data, text = _payload(epochal.report(project="solo", output=tmp_path / "r.html"))
+    assert data["charts"] == [] and data["parcoords"] is None
+    assert "No metrics were logged" in text and "One run: nothing to compare" in text
+    assert re.findall(r'<tr class="same"><th>(.*?)</th>', text) == ["a", "b.c"]
+    assert 'id="config-table" class="show-all"' in text
 
 
 def test_chosen_step_metric_direction_and_where(runs, tmp_path):

@@ -15,7 +15,9 @@ once per value, whichever plugin asks first (:class:`MediaItem`). Plugins receiv
 Limits (a clear error past them): :data:`MAX_PIXELS` per image, :data:`MAX_BATCH`
 images under one key per call, :data:`MAX_FILE_BYTES` per image file,
 :data:`MAX_HISTOGRAM_VALUES` values and :data:`MAX_BINS` bins per histogram,
-:data:`MAX_TEXT_CHARS` characters of text. Images need Pillow, figures matplotlib:
+:data:`MAX_TEXT_CHARS` characters of text. When the writer falls behind and the copies
+waiting for it pass :data:`MAX_BACKLOG_BYTES`, further media are dropped with a warning
+(tracking never exhausts the training's memory) until it catches up. Images need Pillow, figures matplotlib:
 ``pip install 'epochal[media]'``. Importing this module imports neither, nor numpy.
 """
 
@@ -23,15 +25,17 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import threading
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from .redact import redact_text
 from .values import check_key
 
 __all__ = [
-    "Image", "Histogram", "Text", "Media", "MediaItem", "MediaRecord", "is_media", "prepare", "check_media_key",
+    "Image", "Histogram", "Text", "Media", "MediaItem", "MediaRecord", "is_media", "prepare", "prepare_all",
+    "check_media_key", "MAX_BACKLOG_BYTES",
     "image_batch", "markdown_table",
     "MAX_PIXELS", "MAX_BATCH", "MAX_FILE_BYTES", "MAX_HISTOGRAM_VALUES", "MAX_BINS", "MAX_TEXT_CHARS",
     "INSTALL_HINT",
@@ -43,7 +47,9 @@ MAX_FILE_BYTES = 64 << 20  # a PNG/JPEG file logged by path
 MAX_HISTOGRAM_VALUES = 100_000_000
 MAX_BINS = 10_000
 MAX_TEXT_CHARS = 1_000_000
+MAX_BACKLOG_BYTES = 512 << 20  # copies waiting for the writer, all runs of the process; past it media are dropped
 INSTALL_HINT = "pip install 'epochal[media]'"
+log = logging.getLogger("epochal")
 IMAGE_SHAPES = "HW, HWC or CHW with 1, 3 or 4 channels"
 _FORMATS = {"PNG": "png", "JPEG": "jpg"}
 
@@ -153,7 +159,7 @@ class MediaItem:
     :meth:`histogram` the bins. Both are thread-safe and computed once.
     """
 
-    __slots__ = ("kind", "ext", "caption", "width", "height", "_source", "_lock", "_data", "_bins")
+    __slots__ = ("kind", "ext", "caption", "width", "height", "_source", "_lock", "_data", "_bins", "_held")
 
     def __init__(self, kind: str, ext: str, source: Any, caption: str | None = None,
                  width: int = 0, height: int = 0) -> None:
@@ -162,6 +168,7 @@ class MediaItem:
         self._lock = threading.Lock()
         self._data: bytes | None = None
         self._bins: dict[str, Any] | None = None
+        self._held = 0  # bytes counted in the process's backlog until the copy is encoded or dropped
 
     def data(self) -> bytes:
         """The file content: PNG/JPEG bytes, the histogram as JSON, or the text as UTF-8."""
@@ -169,7 +176,7 @@ class MediaItem:
             if self._data is None:
                 if self.kind == "image":
                     self._data = self._source if isinstance(self._source, bytes) else _encode_png(self._source)
-                    self._source = None
+                    self._release()
                 elif self.kind == "histogram":
                     self._data = json.dumps(self._histogram(), separators=(",", ":")).encode()
                 else:
@@ -184,8 +191,24 @@ class MediaItem:
     def _histogram(self) -> dict[str, Any]:
         if self._bins is None:
             self._bins = _bin(*self._source)
-            self._source = None
+            self._release()
         return self._bins
+
+    def _size(self) -> int:
+        source = self._source
+        parts = source if isinstance(source, tuple) else (source,)
+        return sum(len(p) if isinstance(p, (bytes, str)) else getattr(p, "nbytes", 0) for p in parts)
+
+    def _release(self) -> None:
+        self._source = None
+        if self._held:
+            _backlog.give(self._held)
+            self._held = 0
+
+    def __del__(self) -> None:  # dropped unencoded (a discarded event, a disabled plugin)
+        if self._held:
+            _backlog.give(self._held)
+            self._held = 0
 
     def __repr__(self) -> str:
         return f"<MediaItem {self.kind} .{self.ext}>"
@@ -229,6 +252,46 @@ def prepare(key: str, value: Any, step: int, wall: float) -> MediaRecord:
     except _Bad as exc:
         raise exc.kind(f"media {key!r}: {exc.args[0]}") from None
     return MediaRecord(step, wall, key, kind, items)
+
+
+def prepare_all(values: Mapping[str, Any], step: int, wall: float) -> list[MediaRecord]:
+    """:func:`prepare` every ``key: value`` (any bad one raises, nothing is kept); records past the backlog
+    budget are left out with a warning."""
+    records = [prepare(key, value, step, wall) for key, value in values.items()]
+    return [record for record in records if _backlog.take(record)]
+
+
+class _Backlog:
+    """Bytes of media copied on training threads and not yet encoded or binned (all runs of the process)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.dropping = False
+        self._lock = threading.Lock()
+
+    def take(self, record: MediaRecord) -> bool:
+        sizes = [item._size() for item in record.items]
+        with self._lock:
+            if self.bytes and self.bytes + sum(sizes) > MAX_BACKLOG_BYTES:
+                warn, self.dropping = not self.dropping, True
+            else:
+                self.bytes += sum(sizes)
+                self.dropping = False
+                for item, size in zip(record.items, sizes):
+                    item._held = size
+                return True
+        if warn:
+            log.warning("epochal: media %r at step %d dropped: %d MB of media wait for the writer (more than "
+                        "MAX_BACKLOG_BYTES); log media less often. Dropping until it catches up.",
+                        record.key, record.step, self.bytes >> 20)
+        return False
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.bytes -= size
+
+
+_backlog = _Backlog()
 
 
 class _Bad(Exception):

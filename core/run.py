@@ -25,7 +25,7 @@ from . import distributed
 from .backlog import WAKE_BYTES
 from .blocks import last_step
 from .mappings import Config, Summary
-from .media import is_media, prepare
+from .media import is_media, prepare_all
 from .names import GENERIC, LIGHTNING, Dialect, Plan
 from .plugins import build_plugin_manager, requested_sinks
 from .records import NAN as _NAN
@@ -258,7 +258,7 @@ class Run:
         values = clean_metrics(values, self._known)
         if media:  # images, histograms, texts: checked and copied here, encoded and written off this thread
             now = _time()
-            event = Event("epochal_media", {"records": [prepare(k, v, step, now) for k, v in media.items()]})
+            event = Event("epochal_media", {"records": prepare_all(media, step, now)})
             if self.is_owner:
                 self._writer.put_event(event)
             if not values:

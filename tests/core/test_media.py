@@ -301,3 +301,20 @@ def test_png_bytes_decode_to_logged_pixels():
     assert item.ext == "png" and (item.width, item.height) == (32, 24)
     assert (np.array(PIL.Image.open(io.BytesIO(item.data()))) == pixels()).all()
     assert item.data() is item.data()  # encoded once, whoever asks
+
+
+def test_media_past_the_backlog_budget_are_dropped_with_a_warning(run_root, monkeypatch, caplog):
+    before = media._backlog.bytes
+    monkeypatch.setattr(media, "MAX_BACKLOG_BYTES", before + 2 * pixels().nbytes)  # room for two copies
+    run = new_run(flush_interval=1000)  # the writer sleeps: nothing is encoded until flush
+    with caplog.at_level("WARNING", logger="epochal"):
+        for step in range(4):
+            run.log({"img": epochal.Image(pixels(seed=step)), "loss": float(step)}, step=step)
+        assert caplog.text.count("dropped") == 1 and "'img' at step 2 dropped" in caplog.text
+        run.flush()
+        assert media._backlog.bytes == before  # encoded and written: the room is back
+        run.log({"img": epochal.Image(pixels(seed=9))}, step=4)
+        run.finish()
+    assert [r["step"] for r in read_index(run.dir)] == [0, 1, 4]
+    assert [r["loss"] for r in read_metrics(run.dir)[0]] == [0.0, 1.0, 2.0, 3.0]  # the metrics all stay
+    assert media._backlog.bytes == before

@@ -15,6 +15,7 @@ import argparse
 import importlib.util
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,18 +115,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(table)} run(s) in {root} ({time.time() - started:.0f} s in all):")
     print(table.to_string(index=False) if len(table) else "  (none)")
     projects = sorted(set(table["project"])) if len(table) else [PROJECT]
-    command = ["epochal", "tb"] + (["--project", PROJECT] if projects == [PROJECT] else [])
+    command = [_epochal_command(), "tb"] + (["--project", PROJECT] if projects == [PROJECT] else [])
     if root != Path("epochal-runs").absolute():
         command += ["--dir", str(root)]
     print("\nsee them in TensorBoard:  " + " ".join(command))
     where = f" --dir {root}" if "--dir" in command else ""
-    print(f"list, inspect, compare:   epochal ls{where};  epochal show RUN{where};  epochal diff A B{where}")
+    cli_name = command[0]
+    print(f"list, inspect, compare:   {cli_name} ls{where};  {cli_name} show RUN{where};  {cli_name} diff A B{where}")
+    if cli_name != "epochal":
+        print("                          (or start TensorBoard from here: python -m nox -s demo -- --tensorboard)")
     reported = write_report(root, table, where)
     if args.tensorboard:
         from epochal.cli import main as cli
 
         cli(command[1:])
     return 1 if any(o in ("failed", "missing") for o in outcomes.values()) or not reported else 0
+
+
+def _epochal_command() -> str:
+    """``epochal`` when it is on the PATH, else the full path of this environment's copy (nox's venv)."""
+    if shutil.which("epochal"):
+        return "epochal"
+    local = Path(sys.executable).parent / "epochal"
+    return str(local) if local.exists() else f"{sys.executable} -m epochal"
 
 
 def write_report(root: Path, table, where: str) -> bool:

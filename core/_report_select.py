@@ -114,8 +114,9 @@ def compile_where(expression: str, rows: Sequence[Mapping[str, Any]]) -> Callabl
     """A predicate over runs-table rows for ``expression`` (see the module docstring); checks names against ``rows``."""
     try:
         tree = ast.parse(expression.strip(), mode="eval").body
-    except SyntaxError as exc:
-        raise ReportError(f"--where {expression!r} is not an expression ({exc.msg}); "
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        reason = exc.msg if isinstance(exc, SyntaxError) else str(exc) or type(exc).__name__
+        raise ReportError(f"--where {expression[:200]!r} is not an expression ({reason}); "
                           "write e.g. config.lr > 0.01 and status == 'finished'") from None
     columns = {k for row in rows for k in row}
 

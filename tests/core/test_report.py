@@ -243,3 +243,33 @@ def test_read_series_keeps_logged_nan_apart_and_logging_order(run_root):
     assert int(np.isnan(series["b"]["value"]).sum()) == 60  # logged NaN, not "absent"
     only_b, _, _ = read_series(run.dir / "metrics.bin", ["b"])
     assert list(only_b) == ["b"]
+
+
+ROWS = [{"id": "a", "name": "x", "status": "finished", "tags": ["t"], "config.lr": 0.1, "config.opt": "adam"},
+        {"id": "b", "name": "y", "status": "failed", "tags": [], "config.lr": "high", "summary.val/acc": 0.5}]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=60), st.lists(st.sampled_from(
+    ["lr", "config.lr", "status", "tags", "'t'", "0.1", "1", "and", "or", "not", "in", "==", "<", ">=", "(", ")",
+     "-", "[", "]", ",", "summary['val/acc']", "name", "None", ".", "f(", "**", "+"]), max_size=12).map(" ".join)))
+def test_where_either_compiles_to_a_total_predicate_or_says_why(expression):
+    from epochal._report_select import compile_where
+
+    try:
+        test = compile_where(expression, ROWS)
+    except ReportError as exc:
+        assert "--where" in str(exc)
+        return
+    assert all(test(row) in (True, False) for row in ROWS)
+
+
+def test_where_semantics():
+    from epochal._report_select import compile_where
+
+    pick = lambda expression: [r["id"] for r in ROWS if compile_where(expression, ROWS)(r)]  # noqa: E731
+    assert pick("lr > 0.05") == ["a"]  # "high" > 0.05 cannot be compared: false, not an error
+    assert pick("'t' in tags or status == 'failed'") == ["a", "b"]
+    assert pick("not summary['val/acc'] >= 0.5") == ["a"]
+    assert pick("0 < config.lr < 1 and opt in ['adam', 'sgd']") == ["a"]
+    assert pick("-lr < 0") == ["a"]

@@ -24,6 +24,7 @@ TOPICS = {
     "media": "media",
     "report": "report",
     "mlflow": "mirror",
+    "sklearn": "sklearn_autolog",
 }
 ANCHOR_DISTS = ("epochal", "trackio", "wandb", "mlflow", "dvclive", "tensorboard", "torch", "lightning", "pandas")
 

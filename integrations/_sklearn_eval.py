@@ -5,11 +5,11 @@ A fitted estimator remembers the :class:`~epochal.lifecycle.Tracking` of its fit
 matches) with the name of the dataset it was made from; a metric function called on that
 prediction, or ``score()``, is recorded in the fit's run under ``test/<metric>@<dataset>``.
 
-Dataset names: the name the caller's code binds the input to (``X_test`` in
-``model.predict(X_test)``; the first frame outside scikit-learn and epochal is read, by
-identity), else ``eval``. A name already used in the run for *other* data (another sha256)
-becomes ``X_test-2``, ``-3``...; the same data passed as an unnamed expression
-(``model.predict(X_test.copy())``) keeps the name it already has in the run. Each new input is recorded in
+Dataset names: data the run has already recorded (same sha256: the training data, an earlier
+evaluation set, also as a copy) keeps the name it has there (``X_train``...). New data is named
+after what the caller's code binds it to (``X_test`` in ``model.predict(X_test)``; the first
+frame outside scikit-learn and epochal is read, by identity), else ``eval``; a name already
+used in the run for other data becomes ``X_test-2``, ``-3``... Each new input is recorded in
 the run's ``datasets`` under that name (fingerprinted, as the training data is).
 
 Where it goes: the run if still open (the user's ``epochal.init`` block). An own run that
@@ -113,11 +113,12 @@ def _forget(key: int, ref: weakref.ref) -> None:
 def _dataset(tracking: Tracking, X: Any, frame: FrameType | None) -> tuple[str, tuple[str, Any] | None]:
     """The name of ``X`` in this run, and ``(name, X)`` when it is new there and datasets are logged."""
     sha = fingerprint(X).get("sha256")
-    base = _variable(X, frame)
     with _lock:
         seen = _names.setdefault(tracking, {})
-        if base is None:  # an unnamed expression: the name this data already has here, else "eval"
-            base = next((k for k, v in seen.items() if sha is not None and v == sha), "eval")
+        known = next((k for k, v in seen.items() if sha is not None and v == sha), None)
+        if known is not None:  # data the run has already recorded keeps its name there
+            return known, None
+        base = _variable(X, frame) or "eval"
         name, n = base, 1
         while name in seen and (sha is None or seen[name] != sha):
             n += 1

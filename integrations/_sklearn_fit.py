@@ -90,13 +90,16 @@ class _Session:
 
     def succeeded(self, seconds: float) -> None:
         tracking, est = self.tracking, self.estimator
+        children = None
         with tracking.guard("fit results"):
             if self.active:
-                self._log_results(seconds)
+                children = self._log_results(seconds)
             evaluation.remember_fit(est, tracking)
         tracking.end()
+        if children is not None:
+            children.shutdown(wait=True)  # every run is finished when fit returns
 
-    def _log_results(self, seconds: float) -> None:
+    def _log_results(self, seconds: float) -> Any:
         est, run, tracking = self.estimator, self.run, self.tracking
         searched = hasattr(est, "cv_results_")
         refitted = not searched or getattr(est, "refit", True) is not False
@@ -109,12 +112,14 @@ class _Session:
                 if plots:
                     run.log(plots, step=max(run.step - 1, 0))  # beside the training metrics
         run.summary.update(fit_time=seconds)
+        children = None
         if searched:
             with tracking.guard("search results"):
-                log_search(tracking, est, self.options.get("max_child_runs", 5))
+                children = log_search(tracking, est, self.options.get("max_child_runs", 5))
         if self.options.get("log_models") and refitted:
             with tracking.guard("model"):
                 log_model(run, getattr(est, "best_estimator_", est))
+        return children
 
 
 def _may_write_into_X(estimator: Any) -> bool:

@@ -14,10 +14,12 @@ import csv
 import json
 import logging
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..lifecycle import Tracking
+from ..run import new_run_id
 from ..values import jsonable
 from ._sklearn_metrics import cv_name
 
@@ -27,8 +29,13 @@ log = logging.getLogger("epochal")
 PICKLE_WARNING = "pickle: load it only from runs you trust (unpickling runs arbitrary code)"
 
 
-def log_search(tracking: Tracking, search: Any, max_child_runs: int) -> list[str]:
-    """Log a fitted search into ``tracking.run``; returns the child run ids (also in ``children`` metadata)."""
+def log_search(tracking: Tracking, search: Any, max_child_runs: int) -> ThreadPoolExecutor | None:
+    """Log a fitted search into ``tracking.run``; the child runs are written on threads of their own.
+
+    Their ids are in the parent's ``children`` metadata at once. Returns the pool writing them
+    (``shutdown()`` waits for it: the caller does so after finishing the parent, so the parent's
+    and the children's files are written side by side), or None when there are none.
+    """
     run, results = tracking.run, search.cv_results_
     summary: dict[str, Any] = {"n_candidates": len(results["params"])}
     for attr in ("best_score_", "best_params_", "best_index_"):
@@ -45,14 +52,17 @@ def log_search(tracking: Tracking, search: Any, max_child_runs: int) -> list[str
         run.log_artifact(path, name="cv_results", type="table", metadata={"rows": summary["n_candidates"]}, link=True)
     rank_key = _rank_key(search, results)
     if max_child_runs <= 0 or rank_key is None:
-        return []
-    order = sorted(range(len(results[rank_key])), key=lambda i: (int(results[rank_key][i]), i))
-    children = [_child(tracking, results, i, int(results[rank_key][i])) for i in order[:max_child_runs]]
-    run.set_metadata(children=children)
-    return children
+        return None
+    order = sorted(range(len(results[rank_key])), key=lambda i: (int(results[rank_key][i]), i))[:max_child_runs]
+    ids = [new_run_id() for _ in order]
+    run.set_metadata(children=ids)
+    pool = ThreadPoolExecutor(max_workers=len(order), thread_name_prefix="epochal-sklearn-child")
+    for i, child_id in zip(order, ids):
+        pool.submit(_child, tracking, results, i, int(results[rank_key][i]), child_id)
+    return pool
 
 
-def _child(parent: Tracking, results: Mapping[str, Any], index: int, rank: int) -> str:
+def _child(parent: Tracking, results: Mapping[str, Any], index: int, rank: int, child_id: str) -> None:
     """One candidate as a finished run of its own: its params, one step per CV fold."""
     folds: dict[int, dict[str, Any]] = {}
     means: dict[str, Any] = {}
@@ -62,8 +72,9 @@ def _child(parent: Tracking, results: Mapping[str, Any], index: int, rank: int) 
             name, fold = named
             (folds.setdefault(fold, {}) if fold is not None else means)[name] = column[index]
     run = parent.run
-    child = Tracking(parent.integration, project=run.project, dir=str(run.root), name=f"{run.name}-rank{rank}",
-                     config=results["params"][index], tags=["sklearn", "search-candidate"], system_interval=0)
+    child = Tracking(parent.integration, project=run.project, dir=str(run.root), id=child_id,
+                     name=f"{run.name}-rank{rank}", config=results["params"][index],
+                     tags=["sklearn", "search-candidate"], system_interval=0)
     with child.guard("search candidate run"):
         started = child.start()
         started.set_metadata(parent=run.id)
@@ -72,7 +83,6 @@ def _child(parent: Tracking, results: Mapping[str, Any], index: int, rank: int) 
         fit_time = results["mean_fit_time"][index] if "mean_fit_time" in results else None
         started.summary.update({**means, "rank": rank, "candidate": index, "fit_time": fit_time})
     child.end()
-    return child.run.id if child.run is not None else ""
 
 
 def _rank_key(search: Any, results: Mapping[str, Any]) -> str | None:

@@ -185,7 +185,7 @@ def _trace(index: int, steps: np.ndarray, seconds: np.ndarray, epochs: np.ndarra
     if odd.size:
         labels = ["nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") for v in values[odd].tolist()]
         markers = {"step": steps[odd].tolist(), "time": [round(float(s), 3) for s in seconds[odd]],
-                   "epoch": None if epochs is None else [number(e) for e in epochs[odd]],
+                   "epoch": None if epochs is None else [e if e == e else None for e in epochs[odd].tolist()],
                    "label": labels, "total": int((~finite).sum())}
     fin = values[finite_at]
     return Trace(index, x, encode_array(np.where(np.isfinite(y), y, np.nan), _float_dtype(y)), int(values.size),

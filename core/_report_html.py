@@ -58,11 +58,6 @@ def _sort_key(value: Any) -> str:
     return ""
 
 
-def _cell(text: str, sort: Any = None, cls: str = "") -> str:
-    attrs = f' data-sort="{_e(_sort_key(sort))}"' if sort is not None or cls == "num" else ""
-    return f'<td{attrs}{f" class={chr(34)}{cls}{chr(34)}" if cls else ""}>{_e(text)}</td>'
-
-
 def _runs_table(runs: Sequence[RunData], metrics: Sequence[str], lower: dict[str, bool], steps: dict[str, int | None]) -> str:
     head1 = ['<th rowspan="2">run</th>', '<th rowspan="2">status</th>', '<th rowspan="2">start</th>',
              '<th rowspan="2">duration</th>', '<th rowspan="2">tags</th>']
@@ -80,7 +75,7 @@ def _runs_table(runs: Sequence[RunData], metrics: Sequence[str], lower: dict[str
             f'{_e(run.name)}<div class="sub">{_e(run.project)}/{_e(run.id)}</div></td>',
             f'<td class="status {_e(run.status)}">{_e(run.status)}{" ⚠" if run.problems else ""}</td>',
             f'<td data-sort="{_e(run.start or "")}">{_e(_when(run.start))}</td>',
-            _cell(_duration(run.duration), run.duration, "num"),
+            f'<td class="num" data-sort="{_e(_sort_key(run.duration))}">{_e(_duration(run.duration))}</td>',
             f'<td>{"".join(f"<span class=tag>{_e(t)}</span>" for t in run.tags)}</td>',
         ]
         for metric in metrics:
@@ -88,7 +83,10 @@ def _runs_table(runs: Sequence[RunData], metrics: Sequence[str], lower: dict[str
             if figures is None:
                 cells += ['<td class="num" data-sort="">—</td>'] * 3
                 continue
-            cells.append(_cell(_num(figures.last), figures.last, "num"))
+            counted = f"step {figures.last_step}; {figures.count} points logged" + (
+                f", {figures.nonfinite} of them NaN/inf" if figures.nonfinite else "")
+            cells.append(f'<td class="num" data-sort="{_e(_sort_key(figures.last))}" title="{_e(counted)}">'
+                         f'{_e(_num(figures.last))}</td>')
             best_title = f"step {figures.best_step}" if figures.best_step is not None else "no finite value"
             cells.append(f'<td class="num" data-sort="{_e(_sort_key(figures.best))}" title="{_e(best_title)}">'
                          f'{_e(_num(figures.best))}</td>')

@@ -25,6 +25,7 @@ TOPICS = {
     "report": "report",
     "mlflow": "mirror",
     "sklearn": "sklearn_autolog",
+    "artifact": "artifacts",
 }
 ANCHOR_DISTS = ("epochal", "trackio", "wandb", "mlflow", "dvclive", "tensorboard", "torch", "lightning", "pandas")
 

@@ -16,12 +16,14 @@ status: 0 done, 1 error (unknown run, no runs, ...), 2 bad usage. Needs no panda
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
+import signal
 import sys
 import time
-from typing import Any, Sequence, TextIO
+from typing import Any, Iterator, Sequence, TextIO
 
 from .query import RunNotFoundError, find_run, list_runs, open_run, root_dir, run_dirs
 
@@ -238,7 +240,22 @@ def _cmd_tb(args: argparse.Namespace, out: TextIO) -> int:
         from .sinks.tensorboard import serve
     except ImportError as exc:
         raise CommandError(f"TensorBoard is unavailable ({exc}); pip install 'epochal[tensorboard]'") from None
-    return int(serve(root_dir(args.dir), args.project, args.port) or 0)
+    with _signals_exit(*[getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]):  # so serve() stops its TensorBoard child on the way out
+        return int(serve(root_dir(args.dir), args.project, args.port) or 0)
+
+
+@contextlib.contextmanager
+def _signals_exit(*signals: int) -> Iterator[None]:
+    """While inside, each of ``signals`` raises ``SystemExit(128 + signal)`` in the main thread."""
+    def leave(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, leave) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:

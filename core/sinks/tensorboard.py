@@ -632,13 +632,30 @@ def serve(root: Path, project: str | None = None, port: int | None = None) -> in
             logdir = str(root / project if project else root)
         cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port)]
         print(f"TensorBoard: http://127.0.0.1:{port}/ ({len(runs)} runs; Ctrl+C to stop)", flush=True)
-        process = subprocess.Popen(cmd)
+        process = None
         try:
+            process = subprocess.Popen(cmd, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
             return process.wait()
         except KeyboardInterrupt:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
             return 0
+        finally:  # every way out (Ctrl+C, SIGTERM raised as SystemExit by the CLI, an error) stops the child
+            if process is not None:
+                _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the TensorBoard child (Linux): get SIGTERM when epochal dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))

@@ -128,3 +128,41 @@ def test_console_script(two_runs):
     command = [str(script)] if script.exists() else [shutil.which("epochal") or "epochal"]
     out = subprocess.run([*command, "ls", "--project", "cls"], capture_output=True, text=True, check=True).stdout
     assert two_runs[0].id in out and two_runs[1].id in out
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT", "SIGKILL"])
+def test_tb_stops_its_tensorboard_child_on_every_way_out(two_runs, run_root, sig):
+    """A real `epochal tb` with a real TensorBoard child; a real signal to epochal; the child must be gone."""
+    import os
+    import signal
+    import socket
+    import time
+
+    import psutil
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    parent = subprocess.Popen([sys.executable, "-m", "epochal", "tb", "--dir", str(run_root), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in parent.stdout:
+            if line.startswith("TensorBoard: http://127.0.0.1:"):
+                break
+        deadline = time.monotonic() + 60
+        child = None
+        while child is None:  # forked, then exec'd: wait for the TensorBoard command line
+            assert parent.poll() is None and time.monotonic() < deadline, "no TensorBoard child started"
+            child = next((c for c in psutil.Process(parent.pid).children()
+                          if "tensorboard.main" in " ".join(c.cmdline())), None)
+        parent.send_signal(getattr(signal, sig))
+        parent.wait(60)
+        gone, alive = psutil.wait_procs([child], timeout=60)
+        assert not alive or all(p.status() == psutil.STATUS_ZOMBIE for p in alive), f"TensorBoard {child.pid} survived"
+        if sig != "SIGKILL":
+            assert parent.returncode in (0, 128 + getattr(signal, sig))
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,3 +183,13 @@ def test_screenshot_is_not_blank(browser, report):
     colours = len(np.unique(pixels.reshape(-1, 3)[::7], axis=0))
     assert ink > 0.01 and colours > 50, (ink, colours)
     assert browser.errors == []
+
+
+def test_bench_topic_measures_a_small_report(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `benchmarks` is a folder of the repo
+    from benchmarks.report import epochal_report
+
+    result = epochal_report(runs=2, metrics=3, steps=50, tmp=str(tmp_path))
+    assert result["files"] == 1 and 4 < result["mb"] < 8  # plotly.js is most of a small report
+    assert result["seconds"] > 0 and result["load_s"] > 0 and result["charts_s"] >= result["load_s"]
+    assert result["blocked"] == 0 and result["errors"] == 0

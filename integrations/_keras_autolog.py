@@ -90,7 +90,7 @@ def _patched_fit(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, *args, **kwargs)
         except BaseException as exc:
             if callback is not None:
-                callback._unfollow()
+                callback.stop_following()
                 callback.tracking.end(error=exc)
             raise
 

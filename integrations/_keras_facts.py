@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sys
+import tempfile
+from types import FrameType
 from typing import Any, Mapping
 
 import keras
 
+from epochal.media import Histogram
 from epochal.values import to_number
 
-__all__ = ["scalars", "fit_facts", "summary_text", "fit_callbacks", "iterations", "learning_rate", "file_state"]
+__all__ = ["scalars", "fit_facts", "store_summary", "fit_callbacks", "iterations", "learning_rate", "file_state",
+           "weight_histograms"]
 
 log = logging.getLogger("epochal")
 
@@ -71,11 +76,15 @@ def _loss_name(loss: Any) -> Any:
     return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
 
 
-def summary_text(model: Any) -> str:
-    """``model.summary()`` as text."""
+def store_summary(run: Any, model: Any) -> None:
+    """``model.summary()`` as the text artifact ``model-summary``."""
     lines: list[str] = []
     model.summary(print_fn=lambda text, *a, **k: lines.append(str(text)))
-    return "\n".join(lines).rstrip() + "\n"
+    with tempfile.TemporaryDirectory(prefix="epochal-keras-") as tmp:
+        path = os.path.join(tmp, "model_summary.txt")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines).rstrip() + "\n")
+        run.log_artifact(path, name="model-summary", type="text")
 
 
 def fit_callbacks(callback: Any) -> list[Any]:
@@ -84,7 +93,7 @@ def fit_callbacks(callback: Any) -> list[Any]:
     Found as the ``CallbackList`` that is calling ``callback`` (a few frames up the stack),
     so it works for any fit, autologged or not; empty when called from elsewhere.
     """
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     for _ in range(8):
         if frame is None:
             break
@@ -102,3 +111,9 @@ def file_state(path: str) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def weight_histograms(model: Any) -> dict[str, Histogram]:
+    """A histogram of each weight, keyed ``weights/<weight path>`` (``weights/dense/kernel``)."""
+    return {"weights/" + re.sub(r"[^A-Za-z0-9._=+/-]", "_", w.path): Histogram(keras.ops.convert_to_numpy(w))
+            for w in model.weights}

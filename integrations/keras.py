@@ -24,9 +24,7 @@ fit, the run's marker goes into its ``backup_dir`` and a fit restored from it co
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import tempfile
 import weakref
 from typing import Any, Callable, Mapping
@@ -41,13 +39,16 @@ if int(keras.version().split(".")[0]) < 3:
     raise ImportError(f"EpochalCallback needs Keras 3, found {keras.version()}: pip install 'epochal[keras]'")
 
 from epochal.lifecycle import Checkpoints, CheckpointPolicy, Tracking, read_marker, write_marker
-from epochal.media import Histogram
 from epochal.names import KERAS
 from epochal.run import Run
 
-from ._keras_facts import file_state, fit_callbacks, fit_facts, iterations, learning_rate, scalars, summary_text
+from ._keras_checkpoints import CheckpointFollower
+from ._keras_facts import (
+    fit_callbacks, fit_facts, iterations, learning_rate, scalars, store_summary, weight_histograms,
+)
 
 __all__ = ["EpochalCallback", "autolog"]
+
 
 class EpochalCallback(keras.callbacks.Callback):
     """Track ``model.fit`` / ``model.evaluate`` in an epochal run.
@@ -71,11 +72,11 @@ class EpochalCallback(keras.callbacks.Callback):
         self.tracking = Tracking("keras", run=run, **init_kwargs)
         self._policy_args = {"checkpoints": checkpoints, "keep_last": keep_last}
         self.policy = CheckpointPolicy(**self._policy_args)  # bad values fail here
-        self._every, self._fit_args, self._data = log_every_n_batches, {}, None
+        self._every, self._data = log_every_n_batches or 0, None
+        self._fit_args: dict[str, Any] = {}  # what autolog saw of the fit call
         self._in_epoch, self._epoch, self._epoch_step, self._last_batch_log = False, 0, 0, 0
         self._model_ref: Callable[[], Any] = lambda: None
-        self._followed: list[Any] = []
-        self._best: dict[int, float] = {}
+        self.follower: CheckpointFollower | None = None
         self._summarized: str | None = None
         if log_every_n_batches:  # defined per instance so Keras keeps async dispatch when unused
             self.on_train_batch_end = self._batch_end
@@ -83,6 +84,11 @@ class EpochalCallback(keras.callbacks.Callback):
     @property
     def run(self) -> Run | None:
         """The run of the current (or last) fit or evaluate."""
+        return self.tracking.run
+
+    def _live(self) -> Run:
+        if self.tracking.run is None:
+            raise RuntimeError("no run to log into (on_train_begin failed; see the warning before)")
         return self.tracking.run
 
     # -- fit ------------------------------------------------------------------------------
@@ -102,10 +108,8 @@ class EpochalCallback(keras.callbacks.Callback):
             for folder in backups:
                 self.tracking.call("resume marker", write_marker, folder, run)
         self.policy = CheckpointPolicy(**self._policy_args)
-        self._best.clear()
-        self._followed = [c for c in others if isinstance(c, keras.callbacks.ModelCheckpoint)] if self.policy.mode else []
-        for checkpoint in self._followed:
-            checkpoint._save_model = self._follower(checkpoint, type(checkpoint)._save_model.__get__(checkpoint))
+        saving = [c for c in others if isinstance(c, keras.callbacks.ModelCheckpoint)] if self.policy.mode else []
+        self.follower = CheckpointFollower(self.tracking, self.policy, saving, self._position)
         self._epoch_step = self._last_batch_log = iterations(model)
         run.config.setdefaults({**fit_facts(model, self.params), **self._fit_args})
         run.set_metadata(keras={"version": keras.version(), "backend": keras.backend.backend()})
@@ -114,14 +118,7 @@ class EpochalCallback(keras.callbacks.Callback):
             self._data = None
         if self._summarized != run.id:
             self._summarized = run.id
-            self._store_text(run, summary_text(model))
-
-    def _store_text(self, run: Run, text: str) -> None:
-        with tempfile.TemporaryDirectory(prefix="epochal-keras-") as tmp:
-            path = os.path.join(tmp, "model_summary.txt")
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            run.log_artifact(path, name="model-summary", type="text")
+            store_summary(run, model)
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._epoch, self._in_epoch = epoch, True
@@ -137,17 +134,17 @@ class EpochalCallback(keras.callbacks.Callback):
             lr = learning_rate(self.model)
             if lr is not None:
                 values["lr"] = lr
-            self.run.log_native(values, step=iterations(self.model), epoch=epoch + 1, dialect=KERAS)
+            run = self._live()
+            run.log_native(values, step=iterations(self.model), epoch=epoch + 1, dialect=KERAS)
             if self._histogram_freq and epoch % self._histogram_freq == 0:
-                self.run.log({f"weights/{_safe_path(w.path)}": Histogram(keras.ops.convert_to_numpy(w))
-                              for w in self.model.weights}, step=iterations(self.model))
+                run.log(weight_histograms(self.model), step=iterations(self.model))
 
     def _batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         step = self._batch_step(batch)
         if step - self._last_batch_log >= self._every:
             self._last_batch_log = step
             with self.tracking.guard("on_train_batch_end"):
-                self.run.log_native(scalars(logs), step=step, epoch=self._batch_epoch(batch), dialect=KERAS)
+                self._live().log_native(scalars(logs), step=step, epoch=self._batch_epoch(batch), dialect=KERAS)
 
     def _batch_step(self, batch: int | None) -> int:
         """The optimizer step after ``batch`` (counted: JAX detaches variables inside an epoch)."""
@@ -156,19 +153,30 @@ class EpochalCallback(keras.callbacks.Callback):
         accumulate = getattr(self.model.optimizer, "gradient_accumulation_steps", None) or 1
         return self._epoch_step + (batch + 1) // accumulate
 
+    def _position(self, batch: int | None) -> dict[str, Any]:
+        return {"epoch": self._batch_epoch(batch), "step": self._batch_step(batch)}
+
+    def stop_following(self) -> None:
+        """The fit ended (or raised): its ModelCheckpoints are Keras' own again."""
+        if self.follower is not None:
+            self.follower.close()
+
     def _batch_epoch(self, batch: int | None) -> float | int:
+        """Epochs completed after ``batch`` (None: the whole epoch); fractional inside an epoch."""
         steps = (self.params or {}).get("steps")
-        return self._epoch + 1 if batch is None else self._epoch + (batch + 1) / steps if steps else self._epoch
+        if batch is None or not steps:
+            return self._epoch + 1 if batch is None else self._epoch
+        return self._epoch + (batch + 1) / steps
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         self._in_epoch = False
+        self.stop_following()
         with self.tracking.guard("on_train_end"):
             self._train_end()
         self.tracking.end()
 
     def _train_end(self) -> None:
-        run, model = self.run, self.model
-        self._unfollow()
+        run, model = self._live(), self.model
         if getattr(model, "stop_training", False):
             run.summary.update(stopped_early=True, stopped_epoch=self._epoch + 1)
             run.set_metadata(stopped_early=True, stopped_epoch=self._epoch + 1)
@@ -179,37 +187,6 @@ class EpochalCallback(keras.callbacks.Callback):
                 self.policy.end(run, last=path, metadata={"epoch": self._epoch + 1, "step": iterations(model)})
         else:
             self.policy.end(run)
-
-    def _unfollow(self) -> None:
-        for checkpoint in self._followed:
-            checkpoint.__dict__.pop("_save_model", None)
-        self._followed = []
-
-    # -- checkpoints ----------------------------------------------------------------------
-    def _follower(self, ckpt: Any, save: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(save)
-        def _save_model(epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> Any:
-            path = self.tracking.call("checkpoint path", ckpt._get_file_path, epoch, batch, logs or {})
-            before = file_state(path) if path else None
-            result = save(epoch=epoch, batch=batch, logs=logs)
-            if path and file_state(path) not in (None, before):
-                with self.tracking.guard("checkpoint"):
-                    self._saved(ckpt, path, epoch, batch, logs)
-            return result
-
-        return _save_model
-
-    def _saved(self, ckpt: Any, path: str, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> None:
-        value = scalars(logs).get(ckpt.monitor)
-        best = None  # not monitored, or a fixed path saved every time: it holds the last, not the best
-        if value is not None and (ckpt.save_best_only or "{" in ckpt.filepath):
-            previous = self._best.get(id(ckpt))
-            best = previous is None or bool(ckpt._is_improvement(value, previous))
-            if best:
-                self._best[id(ckpt)] = value
-        self.policy.saved(self.run, path, best=best, metadata={
-            "epoch": self._batch_epoch(batch), "step": self._batch_step(batch), "monitor": ckpt.monitor, "value": value,
-            "weights_only": ckpt.save_weights_only})
 
     # -- evaluate -------------------------------------------------------------------------
     def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
@@ -223,11 +200,6 @@ class EpochalCallback(keras.callbacks.Callback):
             run.log_native(scalars(logs), step=step, epoch=self._epoch + 1 if fitted else None,
                            dialect=KERAS.with_split("test"))
         self.tracking.end()
-
-
-def _safe_path(path: str) -> str:
-    """A weight's path (``dense/kernel``) as media key segments."""
-    return re.sub(r"[^A-Za-z0-9._=+/-]", "_", path)
 
 
 from ._keras_autolog import autolog  # noqa: E402  (uses EpochalCallback)

@@ -32,28 +32,21 @@ files their own copy (the stored versions keep their bytes).
 
 from __future__ import annotations
 
-import logging
-import os
-import re
-import shutil
 import sys
-import tempfile
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from epochal.lifecycle import Checkpoints, CheckpointPolicy, Tracking, read_marker, write_marker
-from epochal.media import Image
 from epochal.names import ULTRALYTICS, epoch_step
-from epochal.run import check_segment
+
+from ._ultralytics_facts import log_datasets, log_plots, project_name, setup_facts, store_outputs, unshare
 
 __all__ = ["EpochalCallbacks", "add_epochal_callbacks", "autolog"]
 
-log = logging.getLogger("epochal")
 _EVENTS = ("on_pretrain_routine_end", "on_model_save", "on_train_epoch_end", "on_fit_epoch_end", "on_train_end",
            "teardown")
-_PLOTS = (".png", ".jpg", ".jpeg", ".svg")
 _trainings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # trainer -> _Training
 _autolog: dict[str, Any] = {}
 
@@ -71,6 +64,9 @@ class _Training:
     def run(self) -> Any:
         return self.tracking.run
 
+    def plots(self, plots: list[dict[Any, Any]], step: int, prefix: str = "") -> None:
+        log_plots(self.run, self.plotted, plots, step, prefix)
+
 
 class EpochalCallbacks:
     """Trainer callbacks that track each Ultralytics training as an epochal run.
@@ -85,7 +81,8 @@ class EpochalCallbacks:
                  **init_kwargs: Any) -> None:
         self.run, self.init_kwargs = run, init_kwargs
         self.policy_args = {"checkpoints": checkpoints, "keep_last": keep_last}
-        Tracking("ultralytics", run=run, **init_kwargs), CheckpointPolicy(**self.policy_args)  # wrong arguments fail now
+        Tracking("ultralytics", run=run, **init_kwargs)  # wrong arguments fail here, not mid-training
+        CheckpointPolicy(**self.policy_args)
         self.callbacks: dict[str, Callable[[Any], None]] = {event: self._handler(event) for event in _EVENTS}
 
     def _handler(self, event: str) -> Callable[[Any], None]:
@@ -106,35 +103,17 @@ class EpochalCallbacks:
 
     def _on_pretrain_routine_end(self, trainer: Any, training: _Training) -> None:
         """Data and model are ready, training starts next: open the run, record config and data."""
-        from ultralytics.utils.torch_utils import get_flops, get_num_params
-
         save_dir = Path(trainer.save_dir)
         for path in save_dir.glob("weights/*.pt"):
-            _unshare(path)  # stored versions of an earlier training, about to be rewritten in place
-        defaults = {"name": save_dir.name}
-        if trainer.args.project and _is_segment(Path(str(trainer.args.project)).name):
-            defaults["project"] = Path(str(trainer.args.project)).name
+            unshare(path)  # stored versions of an earlier training, about to be rewritten in place
+        defaults = {"name": save_dir.name, "project": project_name(trainer)}
         resume = read_marker(save_dir) if trainer.args.resume else None
-        run = training.tracking.start(resume=resume, **defaults)
+        run = training.tracking.start(resume=resume, **{k: v for k, v in defaults.items() if v})
         if training.tracking.owns and not run.disabled:
             write_marker(save_dir, run)
         training.seen = trainer.metrics  # the placeholder zeros, never logged
-        data = trainer.data or {}
-        facts = {**vars(trainer.args), "model/parameters": get_num_params(trainer.model),
-                 "model/GFLOPs": round(get_flops(trainer.model, trainer.args.imgsz), 3)}
-        yaml_file = str(data.get("yaml_file") or trainer.args.data or "")
-        if yaml_file.endswith((".yaml", ".yml")) and Path(yaml_file).is_file():
-            from ultralytics.utils import YAML
-
-            facts["dataset"] = YAML.load(yaml_file)
-        run.config.setdefaults(facts)
-        for split in ("train", "val", "test"):
-            images = data.get(split)
-            if isinstance(images, (str, Path)) and Path(images).exists():
-                run.log_dataset(str(images), split)
-                labels = Path(str(Path(images)).replace(f"{os.sep}images", f"{os.sep}labels"))
-                if labels != Path(images) and labels.exists():
-                    run.log_dataset(str(labels), f"{split}-labels")
+        run.config.setdefaults(setup_facts(trainer))
+        log_datasets(run, trainer)
 
     def _on_train_epoch_end(self, trainer: Any, training: _Training) -> None:
         training.pending = trainer.epoch
@@ -148,7 +127,7 @@ class EpochalCallbacks:
     def _on_fit_epoch_end(self, trainer: Any, training: _Training) -> None:
         if training.pending is None:  # Ultralytics re-fires this for the final validation of best.pt
             self._log_best(trainer, training.run)
-            _log_plots(training, [trainer.validator.plots], training.run.step - 1, prefix="best/")  # last epoch's step
+            training.plots([trainer.validator.plots], training.run.step - 1, prefix="best/")  # last epoch's step
             return
         epoch, training.pending = training.pending, None
         metrics = {**(trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss else {}), **trainer.lr}
@@ -156,7 +135,7 @@ class EpochalCallbacks:
             metrics.update(trainer.metrics)
             training.seen = trainer.metrics
         training.run.log_native(metrics, step=epoch_step(epoch), epoch=epoch + 1, dialect=ULTRALYTICS)
-        _log_plots(training, [trainer.plots, trainer.validator.plots], epoch_step(epoch))
+        training.plots([trainer.plots, trainer.validator.plots], epoch_step(epoch))
 
     def _log_best(self, trainer: Any, run: Any) -> None:
         values, originals, _, _ = ULTRALYTICS.map(trainer.metrics or {})
@@ -170,63 +149,19 @@ class EpochalCallbacks:
         run = training.run
         if run.disabled:
             return
-        _log_plots(training, [trainer.plots], run.step - 1)  # results.png, drawn after the last epoch
+        training.plots([trainer.plots], run.step - 1)  # results.png, drawn after the last epoch
         best = Path(trainer.best)
         training.policy.end(run, best=best if best.is_file() else None, last=trainer.last, metadata={
             "best_epoch": getattr(trainer.stopper, "best_epoch", None), "best_fitness": _number(trainer.best_fitness)})
-        save_dir = Path(trainer.save_dir)
-        plots = sorted(p for p in save_dir.iterdir() if p.suffix.lower() in _PLOTS and p.is_file())
-        with tempfile.TemporaryDirectory(dir=save_dir, prefix=".epochal-") as tmp:
-            # copies: Ultralytics rewrites these files in place when training continues in this folder
-            if plots:
-                (Path(tmp) / "plots").mkdir()
-                for path in plots:
-                    shutil.copyfile(path, Path(tmp) / "plots" / path.name)
-                run.log_artifact(Path(tmp) / "plots", name="plots", type="plots")
-            if Path(trainer.csv).is_file():
-                shutil.copyfile(trainer.csv, Path(tmp) / "results.csv")
-                run.log_artifact(Path(tmp) / "results.csv", name="results.csv", type="table")
+        store_outputs(run, trainer)
 
     def _teardown(self, trainer: Any, training: _Training) -> None:
         _trainings.pop(trainer, None)
         training.tracking.end(error=sys.exc_info()[1])  # teardown runs in Ultralytics' `finally`
 
 
-def _log_plots(training: _Training, plots: list[dict[Any, Any]], step: int, prefix: str = "") -> None:
-    """Each plot Ultralytics drew since the last call as an image ``[best/]plots/<file stem>`` at ``step``."""
-    for path, facts in [item for found in plots for item in list(found.items())]:
-        path = Path(path)
-        if training.plotted.get(path) == facts.get("timestamp") or path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-            continue
-        key = f"{prefix}plots/" + re.sub(r"[^A-Za-z0-9._=+-]", "_", path.stem)
-        try:
-            training.run.log({key: Image(path)}, step=step)
-            training.plotted[path] = facts.get("timestamp")
-        except (OSError, ValueError) as exc:  # not written yet, or unreadable: tried again next time
-            log.debug("epochal: plot %s not logged: %r", path, exc)
-
-
-def _is_segment(name: str) -> bool:
-    try:
-        return bool(check_segment(name, "project"))
-    except ValueError:
-        log.info("epochal: YOLO project folder %r is no usable project name; the default project is used", name)
-        return False
-
-
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _unshare(path: Path) -> None:
-    """Give ``path`` its own inode when it shares one (a stored artifact) before it is rewritten in place."""
-    try:
-        if path.is_file() and path.stat().st_nlink > 1:
-            tmp = path.with_name(f".{path.name}.epochal.tmp")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("epochal: could not detach %s from the stored artifact: %r", path, exc)
 
 
 def add_epochal_callbacks(model: Any, run: Any = None, **kwargs: Any) -> EpochalCallbacks:
@@ -253,7 +188,7 @@ def autolog(disable: bool = False, **kwargs: Any) -> None:
     if original is not None:  # undo (or redo with new settings)
         for module in (base, package):
             if getattr(module, "add_integration_callbacks", None) is _autolog.get("patched"):
-                module.add_integration_callbacks = original
+                setattr(module, "add_integration_callbacks", original)
         _autolog.clear()
     if disable:
         return

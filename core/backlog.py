@@ -11,11 +11,13 @@ in logging order. The order of rows of one format is their buffer's order; ``ord
 says how they interleave with other formats. A row whose id is not in ``order`` yet
 (its thread is between the two appends) stays for the next cut.
 
-The bound: past ``WAKE_BYTES`` in one buffer the writer is woken early; past
-``LIMIT_BYTES`` the training thread hands the rows to the plugins itself (one cut,
-no per-row work), so a writer thread starved of the GIL never lets the backlog grow
-further. Memory held by rows in flight is thus about ``LIMIT_BYTES`` plus what the
-plugins have not written yet (the store writes a whole batch with one call).
+The bound: past ``WAKE_BYTES`` in one buffer, the training thread cuts the rows
+itself (one copy, no per-row work) and wakes the writer; once more than
+``LIMIT_BYTES`` of cut rows wait for a writer thread starved of the GIL, the training
+thread hands them to the plugins itself. Rows in flight between ``log()`` and the
+plugins thus stay under about ``WAKE_BYTES`` per format plus ``LIMIT_BYTES``; past
+that, what the plugins have not written yet is theirs (the store writes a batch with
+one call).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .records import RowFormat
 
 __all__ = ["Backlog", "WAKE_BYTES", "LIMIT_BYTES"]
 
-WAKE_BYTES = 1 << 20
+WAKE_BYTES = 1 << 20  # about 10,000 rows of 10 metrics
 LIMIT_BYTES = 8 << 20
 
 
@@ -57,8 +59,11 @@ class Backlog:
                 self.by_keys[keys] = entry  # published last: the fast path sees it whole
             return entry
 
-    def cut(self) -> list[tuple[RowFormat, bytes]]:
-        """Every row so far as ``(format, consecutive packed rows)`` runs, in logging order (one caller at a time)."""
+    def cut(self) -> list[tuple[RowFormat, memoryview]]:
+        """Every row so far as ``(format, consecutive packed rows)`` runs, in logging order (one caller at a time).
+
+        The rows are copied once, into a read-only view no other code can change.
+        """
         order = self.order
         n = len(order)
         if not n:
@@ -73,7 +78,7 @@ class Backlog:
             fmt, buffer = self.formats[fid], self.buffers[fid]
             start = used[fid]
             end = used[fid] = start + count * fmt.size
-            runs.append((fmt, bytes(buffer[start:end])))
+            runs.append((fmt, memoryview(buffer[start:end]).toreadonly()))  # the slice is one atomic copy
         for fid, size in enumerate(used):
             if size:
                 del self.buffers[fid][:size]

@@ -33,7 +33,7 @@ _CRC = struct.Struct("<I")
 _FIXED = ("step", "time", "epoch")
 
 
-def encode_block(fmt: RowFormat, rows: bytes) -> bytes:
+def encode_block(fmt: RowFormat, rows: bytes | memoryview) -> bytes:
     """One block holding ``rows``: consecutive records packed by ``fmt``."""
     header = json.dumps({"n": len(rows) // fmt.size, "keys": list(fmt.keys)}, separators=(",", ":")).encode()
     payload = header + rows

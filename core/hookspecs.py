@@ -68,8 +68,8 @@ def epochal_metrics(run: RunInfo, records: MetricBatch) -> None:
     """A batch of metric records, in logging order (steps may repeat or go back).
 
     ``records`` is a read-only sequence of ``MetricRecord(step, time, epoch, values)``,
-    decoded on first access; ``records.runs`` holds ``(RowFormat, bytes)`` pairs of
-    consecutive packed rows for sinks that store bytes.
+    decoded on first access; ``records.runs`` holds ``(RowFormat, rows)`` pairs,
+    ``rows`` a read-only bytes-like object of consecutive packed rows, for sinks that store bytes.
     """
 
 

@@ -112,14 +112,15 @@ def _epoch(value: float) -> float | int | None:
 class MetricBatch(Sequence[MetricRecord]):
     """Metric records in logging order, read-only, decoded lazily.
 
-    ``runs`` is a tuple of ``(RowFormat, rows)``: ``rows`` is one ``bytes`` object
-    holding consecutive records packed by that format (what the store appends as is).
+    ``runs`` is a tuple of ``(RowFormat, rows)``: ``rows`` is one read-only bytes-like
+    object (a ``memoryview``) holding consecutive records packed by that format (what
+    the store appends as is).
     """
 
     __slots__ = ("runs", "_decoded")
 
-    def __init__(self, runs: Sequence[tuple[RowFormat, bytes]]) -> None:
-        self.runs: tuple[tuple[RowFormat, bytes], ...] = tuple(runs)
+    def __init__(self, runs: Sequence[tuple[RowFormat, bytes | memoryview]]) -> None:
+        self.runs: tuple[tuple[RowFormat, bytes | memoryview], ...] = tuple(runs)
         self._decoded: tuple[MetricRecord, ...] | None = None
 
     def _records(self) -> tuple[MetricRecord, ...]:

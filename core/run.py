@@ -230,22 +230,21 @@ class Run:
             epoch = self._epoch
         else:
             epoch = to_number("epoch", epoch)
-        try:  # the fast path: known names; packing is the copy and the number check at once
-            fid, fmt, buffer = self._formats[tuple(metrics)]
-            row = fmt.pack(step, _time(), _NAN if epoch is None else epoch, *metrics.values())
+        try:  # the fast path: known names; packing is the copy and the number check at once, and
+            fid, fmt, buffer = self._formats[tuple(metrics)]  # the packed bytes join their format's buffer
+            buffer += fmt.pack(step, _time(), _NAN if epoch is None else epoch, *metrics.values())
         except Exception:
-            fid, buffer, row, epoch = self._slow_path(metrics, step, epoch)
+            fid, buffer, epoch = self._slow_path(metrics, step, epoch)
         if step >= next_step:
             self._next_step = step + 1
         self._epoch = epoch
         if buffer is None:  # media only
             return
-        buffer += row  # no object per row: the bytes join their format's buffer (see epochal.backlog)
-        self._order(fid)
+        self._order(fid)  # then its place among all rows (see epochal.backlog)
         if len(buffer) > WAKE_BYTES:
-            self._writer.backlog_full(len(buffer))
+            self._writer.backlog_full()
 
-    def _slow_path(self, metrics: Any, step: int, epoch: Any) -> tuple[int, bytearray | None, bytes, Any]:
+    def _slow_path(self, metrics: Any, step: int, epoch: Any) -> tuple[int, bytearray | None, Any]:
         """Validate and coerce a record with new names or unusual values; pack it or raise a clear error."""
         if not isinstance(metrics, Mapping):
             raise TypeError(f"log() takes a mapping of name -> number, got {type(metrics).__name__}")
@@ -262,9 +261,10 @@ class Run:
             if self.is_owner:
                 self._writer.put_event(event)
             if not values:
-                return 0, None, b"", epoch
+                return 0, None, epoch
         fid, fmt, buffer = self._writer.backlog.register(tuple(values))  # under a lock: threads never mix formats
-        return fid, buffer, fmt.pack(step, _time(), _NAN if epoch is None else epoch, *values.values()), epoch
+        buffer += fmt.pack(step, _time(), _NAN if epoch is None else epoch, *values.values())
+        return fid, buffer, epoch
 
     def log_native(
         self,
@@ -303,17 +303,16 @@ class Run:
                     epoch = given[at_epoch]
             epoch = self._epoch if epoch is None else to_number("epoch", epoch)
             try:
-                row = fmt.pack(step, _time(), _NAN if epoch is None else epoch, *values)
+                buffer += fmt.pack(step, _time(), _NAN if epoch is None else epoch, *values)
             except Exception:
                 pass  # an unusual value: log() coerces it or says what is wrong
             else:
                 if step >= next_step:
                     self._next_step = step + 1
                 self._epoch = epoch
-                buffer += row  # as in log()
-                self._order(fid)
+                self._order(fid)  # as in log()
                 if len(buffer) > WAKE_BYTES:
-                    self._writer.backlog_full(len(buffer))
+                    self._writer.backlog_full()
                 return plan.names
         return self._log_plan(plan, chosen, metrics, step, epoch)
 

@@ -130,6 +130,7 @@ class Writer:
         self._summary: dict[str, Any] | None = None
         self._lock = threading.Lock()  # one drain at a time; events sealed in order with the rows
         self._stopped = False
+        self._sealed = 0  # bytes of rows in the outbox
         self.lanes = self._build_lanes(run, pm, max_failures)
         self._wake = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="epochal-writer", daemon=True)
@@ -174,10 +175,13 @@ class Writer:
         """Drain now rather than at the next tick."""
         self._wake.set()
 
-    def backlog_full(self, size: int) -> None:
-        """``log()`` saw a buffer past ``WAKE_BYTES``: wake the writer; past ``LIMIT_BYTES``, drain on this thread."""
+    def backlog_full(self) -> None:
+        """``log()`` saw a buffer past ``WAKE_BYTES``: cut the rows on this thread and wake the writer;
+        past ``LIMIT_BYTES`` of cut rows not yet delivered, deliver them on this thread."""
+        with self._lock:
+            self._seal()
         self._wake.set()
-        if size > LIMIT_BYTES and not self._stopped:
+        if self._sealed > LIMIT_BYTES:
             self._drain()
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -219,6 +223,7 @@ class Writer:
         runs = self.backlog.cut()
         if runs:
             self.outbox.put(runs)
+            self._sealed += sum(len(rows) for _, rows in runs)
 
     def _drain(self) -> None:
         """Deliver every row and event so far to the lanes, in order (any thread, one at a time)."""
@@ -227,7 +232,8 @@ class Writer:
                 return
             self._seal()
             self.outbox.put(_MARK)
-            runs: list[tuple[RowFormat, bytes]] = []
+            self._sealed = 0
+            runs: list[tuple[RowFormat, memoryview]] = []
             for item in iter(self.outbox.get, _MARK):
                 if type(item) is list:  # metric runs
                     runs.extend(item)
@@ -246,7 +252,7 @@ class Writer:
             self._deliver_metrics(runs)
             self._deliver_summary()
 
-    def _deliver_metrics(self, runs: list[tuple[RowFormat, bytes]]) -> None:
+    def _deliver_metrics(self, runs: list[tuple[RowFormat, memoryview]]) -> None:
         if not runs or not self.deliver_metrics:
             return
         batch = MetricBatch(runs)

@@ -307,3 +307,37 @@ def test_the_same_run_twice_in_one_process_is_refused_until_finished(run_root):
     again = epochal.init(id="twice", resume="allow", system_interval=0)
     assert again.step == 1
     again.finish()
+
+
+# -- issue 11, memory: the rows between log() and the plugins stay bounded --------------------------
+class _NeverWakes:
+    """Stands in for the writer's wake-up event: the writer thread sleeps as if starved of the GIL."""
+
+    def set(self):
+        pass
+
+    def wait(self, timeout=None):
+        return False
+
+    def clear(self):
+        pass
+
+
+def test_a_starved_writer_never_lets_the_backlog_grow_past_its_bound():
+    from epochal.backlog import LIMIT_BYTES, WAKE_BYTES
+
+    run = epochal.init(system_interval=0, flush_interval=3600)
+    metrics = {f"m{k}": float(k) for k in range(10)}
+    run.log(metrics)
+    writer = run._writer
+    real, writer._wake = writer._wake, _NeverWakes()  # from now on only the training thread moves rows on
+    peak = 0
+    for i in range(1, 300_000):  # 31 MB of packed rows
+        run.log(metrics)
+        if not i % 1000:
+            peak = max(peak, writer._sealed + writer.backlog.pending_bytes())
+    assert peak <= WAKE_BYTES + LIMIT_BYTES
+    writer._wake = real  # the writer thread waits on it: finish() wakes it
+    run.finish()
+    rows = read_metrics(run.dir)[0]
+    assert len(rows) == 300_000 and [r["step"] for r in rows] == list(range(300_000))

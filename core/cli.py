@@ -112,7 +112,7 @@ def _cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         _json({"dir": str(run.dir), "metadata": meta, "config": run.config, "summary": run.summary,
                "artifacts": [dataclasses.asdict(a) for a in artifacts], "environment": env,
-               "problems": problems}, out)
+               "media": _media_counts(run), "problems": problems}, out)
         return 0
     git = {**_mapping(env.get("git")), **(meta.get("git") or {})}
     facts = {
@@ -146,17 +146,23 @@ def _cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _show_media(run: Any, out: TextIO) -> None:
-    """The media keys of a run with their type and number of files."""
-    from collections import Counter
-
+def _media_counts(run: Any) -> dict[str, dict[str, Any]]:
+    """The media keys of a run: ``{key: {"type": ..., "files": n}}``."""
     from ._media_store import read_index
 
-    counts = Counter((r["key"], r["type"]) for r in read_index(run.dir))
+    counts: dict[str, dict[str, Any]] = {}
+    for row in read_index(run.dir):
+        entry = counts.setdefault(row["key"], {"type": row["type"], "files": 0})
+        entry["files"] += 1
+    return dict(sorted(counts.items()))
+
+
+def _show_media(run: Any, out: TextIO) -> None:
+    counts = _media_counts(run)
     if counts:
         out.write("\nmedia\n")
-        for (key, kind), n in sorted(counts.items()):
-            out.write(f"  {key}  {kind}  {n} file(s)\n")
+        for key, entry in counts.items():
+            out.write(f"  {key}  {entry['type']}  {entry['files']} file(s)\n")
 
 
 def _mapping(value: Any) -> dict[str, Any]:

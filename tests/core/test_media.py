@@ -294,6 +294,9 @@ def test_cli_show_lists_media_keys(run_root, capsys):
     assert main(["show", run.id, "--dir", str(run_root)]) == 0
     out = capsys.readouterr().out
     assert "\nmedia\n  h  histogram  1 file(s)\n  img  image  3 file(s)\n" in out
+    assert main(["show", run.id, "--dir", str(run_root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["media"] == {"h": {"type": "histogram", "files": 1},
+                                                             "img": {"type": "image", "files": 3}}
 
 
 def test_png_bytes_decode_to_logged_pixels():

@@ -220,7 +220,7 @@ def render_page(runs: Sequence[RunData], metrics: Sequence[str], system: Sequenc
 {_problems(runs)}
 <section id="runs"><h2>Runs</h2><p class="controls">show runs whose name, id or tags contain
 <input id="run-filter" type="search" placeholder="text, or /regular expression/" size="32">
-<span id="run-count" class="note"></span></p><p class="note">Click a column heading to sort. Best is the lowest value of metrics
+<span id="run-count" class="note"></span></p><p class="note">Click a column heading to sort, a run to make it stand out in every chart. Best is the lowest value of metrics
 whose name says loss, error or time, else the highest; "at step" is the value last logged at or before that step.</p>
 {_runs_table(runs, metrics, lower, steps)}</section>
 <section id="config"><h2>Config</h2>{_config_table(runs, keys, differing)}</section>
@@ -262,7 +262,7 @@ table.sortable thead th{cursor:pointer}th.asc:after{content:" ▲"}th.desc:after
 .tag{background:#eef1f7;border-radius:3px;padding:0 5px;margin-right:3px;font-size:12px}
 .status.failed,.status.crashed{color:#b42318;font-weight:600}.status.running{color:#175cd3}
 #config-table tr.same{display:none}#config-table.show-all tr.same{display:table-row}#config-table tr.same td{color:#7a8294}
-td.missing{color:#aab}#problems{background:#fff4e5;border:1px solid #f5c27a;border-radius:6px;padding:4px 16px}
+td.missing{color:#aab}#runs-table tbody tr{cursor:pointer}#runs-table tr.picked td{background:#fff7d6}#problems{background:#fff4e5;border:1px solid #f5c27a;border-radius:6px;padding:4px 16px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:12px}.grid.small{grid-template-columns:repeat(auto-fill,minmax(380px,1fr))}
 .chart{height:340px;margin:0;border:1px solid #eef0f4;border-radius:6px;min-width:0}.chart.tall{height:460px}.grid.small .chart{height:280px}
 .media figure{margin:0}.media img{max-width:240px;max-height:240px;min-width:64px;image-rendering:pixelated}
@@ -277,6 +277,7 @@ _JS = r"""
   const labels = {step: "step", time: "seconds since the run started", epoch: "epoch"};
   let mode = "step";
   let hidden = new Set();
+  let picked = null;
   const esc = (s) => String(s).replace(/[&<>]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;"}[c]));
   const copy = (spec) => (spec && spec.bdata !== undefined ? {dtype: spec.dtype, bdata: spec.bdata} : spec);
 
@@ -290,7 +291,8 @@ _JS = r"""
       if (!x) continue;
       out.push({type: "scatter", mode: t.kept > 1 ? "lines" : "markers", name: run.name, x: copy(x), y: copy(t.y),
         visible: hidden.has(t.run) ? false : true,
-        line: {color: run.color, width: 1.4}, marker: {color: run.color, size: 6}, legendgroup: run.id,
+        line: {color: run.color, width: picked === t.run ? 3 : 1.4}, marker: {color: run.color, size: 6},
+        opacity: picked === null || picked === t.run ? 1 : 0.3, legendgroup: run.id,
         connectgaps: false, meta: {kind: "run", run: t.run, logged: t.logged, kept: t.kept},
         hovertemplate: "<b>" + esc(run.name) + "</b><br>" + labels[axis] + " %{x}<br>" + esc(chart.title) +
           " %{y:.6g}<extra></extra>"});
@@ -374,6 +376,15 @@ _JS = r"""
   }
   filter.addEventListener("input", applyFilter);
 
+  function pick(index) {  // a run clicked in the runs table stands out in every chart; click again to clear
+    picked = picked === index ? null : index;
+    document.querySelectorAll("#runs-table tbody tr").forEach((tr) =>
+      tr.classList.toggle("picked", Number(tr.dataset.run) === picked));
+    for (const id of drawn.keys()) if (charts.has(id)) draw(document.getElementById(id));
+  }
+  document.querySelectorAll("#runs-table tbody tr").forEach((tr) =>
+    tr.addEventListener("click", () => pick(Number(tr.dataset.run))));
+
   const toggle = document.getElementById("config-all");
   if (toggle) toggle.addEventListener("change", () =>
     document.getElementById("config-table").classList.toggle("show-all", toggle.checked));
@@ -410,6 +421,7 @@ _JS = r"""
       .then(() => drawn.size),
     renderOne: (el) => pending(el).then(() => true),
     filter: (text) => { filter.value = text; applyFilter(); },
+    pick: pick,
     setMode: (m) => { const s = document.getElementById("x-mode"); s.value = m; s.dispatchEvent(new Event("change")); },
   };
 })();

@@ -150,6 +150,12 @@ def test_hover_sort_config_and_axes(browser, report):
     _js(browser, "window.epochal.setMode('time'); await new Promise((r) => requestAnimationFrame(r));")
     assert _js(browser, """const gd = document.querySelector('.chart[data-title="train/loss"]');
         return gd._fullData.filter((t) => t.meta.kind === 'run').length;""") == 4
+    _js(browser, "document.querySelector('#runs-table tbody tr[data-run=\"1\"]').click();")  # "short"
+    widths = """return document.querySelector('.chart[data-title="val/acc"]')._fullData
+        .map((t) => [t.name, t.line.width, t.opacity]);"""
+    assert _js(browser, widths) == [["long", 1.4, 0.3], ["short", 3, 1]]
+    _js(browser, "document.querySelector('#runs-table tbody tr[data-run=\"1\"]').click();")
+    assert _js(browser, widths) == [["long", 1.4, 1], ["short", 1.4, 1]]
     _js(browser, "window.epochal.filter('sh');")  # short and crashed
     shown = """return [Array.from(document.querySelectorAll('#runs-table tbody tr'))
           .filter((tr) => getComputedStyle(tr).display !== 'none').map((tr) => tr.cells[0].childNodes[1].textContent),

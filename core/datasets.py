@@ -12,6 +12,11 @@ Supported without importing anything heavy (types are recognised by module name)
 - a Hugging Face ``datasets.Dataset``: its own fingerprint, rows and features;
 - bytes, lists/tuples/dicts of plain values: a sha256 of their JSON form;
 - anything else: its type and length, with ``sha256: None`` (not comparable by content).
+
+``Run.log_dataset`` of a path records ``{"kind": "path", "path": ..., "pending": true}`` at
+once and fingerprints on epochal's dataset thread (:class:`PathFingerprints`); the facts
+replace the placeholder when done, and ``finish()`` waits for them (up to its timeout).
+A missing path still raises ``FileNotFoundError`` on the caller's thread.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import hashlib
 import json
 import os
 import sys
+import threading
+from concurrent import futures
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["fingerprint", "SAMPLE_BLOCK", "SAMPLE_BUDGET"]
+__all__ = ["fingerprint", "is_path", "PathFingerprints", "SAMPLE_BLOCK", "SAMPLE_BUDGET"]
 
 SAMPLE_BLOCK = 64 * 1024
 SAMPLE_BUDGET = 64 * 1024 * 1024
@@ -129,6 +136,68 @@ def _path_fingerprint(root: Path) -> dict[str, Any]:
         "kind": "path", "path": str(root.absolute()), "files": len(files), "bytes": total,
         "sha256": digest.hexdigest(), "sampled": read < total, "sampled_files": sampled_files,
     }
+
+
+def is_path(data: Any) -> bool:
+    return isinstance(data, (str, os.PathLike))
+
+
+_executor: futures.ThreadPoolExecutor | None = None
+_executor_guard = threading.Lock()
+
+
+def _pool() -> futures.ThreadPoolExecutor:
+    global _executor
+    with _executor_guard:
+        if _executor is None:
+            _executor = futures.ThreadPoolExecutor(1, thread_name_prefix="epochal-datasets")
+        return _executor
+
+
+class PathFingerprints:
+    """One run's datasets: paths fingerprinted off the caller's thread, every record through ``record``.
+
+    ``record(name, facts)`` stores the facts (the run's ``set_metadata``); it is called under
+    one lock, so a placeholder never replaces finished facts and two datasets never lose each other.
+    """
+
+    def __init__(self, record: Callable[[str, dict[str, Any]], None]) -> None:
+        self._record = record
+        self._lock = threading.Lock()
+        self._pending: list[futures.Future] = []
+        self._done: set[str] = set()
+
+    def record(self, name: str, facts: dict[str, Any]) -> None:
+        with self._lock:
+            self._done.add(name)
+            self._record(name, facts)
+
+    def add(self, name: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Record a placeholder for ``path`` now, its fingerprint when the dataset thread has made it."""
+        root = Path(os.fspath(path)).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"cannot fingerprint dataset {str(root)!r}: no such file or folder")
+        placeholder = {"kind": "path", "path": str(root.absolute()), "pending": True}
+        with self._lock:
+            self._done.discard(name)
+            self._record(name, placeholder)
+        future = _pool().submit(_path_fingerprint, root)
+        future.add_done_callback(lambda done: self._finished(name, placeholder, done))
+        self._pending.append(future)
+        return placeholder
+
+    def _finished(self, name: str, placeholder: dict[str, Any], done: futures.Future) -> None:
+        try:
+            facts = done.result()
+        except Exception as exc:  # unreadable now: say so instead of a fingerprint
+            facts = {**placeholder, "pending": False, "sha256": None, "error": repr(exc)}
+        with self._lock:
+            if name not in self._done:  # a later log_dataset of the same name wins
+                self._record(name, facts)
+
+    def wait(self, timeout: float | None) -> None:
+        """Block until every fingerprint asked for so far was recorded (or ``timeout`` passed)."""
+        futures.wait(list(self._pending), timeout)
 
 
 # -- arrays and frames ---------------------------------------------------------------------------

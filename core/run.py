@@ -445,12 +445,27 @@ class Run:
             self._emit("epochal_artifact_alias", **alias_request(self._artifact_stager(), name, version, alias))
 
     def log_dataset(self, data: Any, name: str) -> dict[str, Any]:
-        """Fingerprint a path, array or DataFrame and record it under ``datasets.<name>`` in run.json."""
-        from .datasets import fingerprint
+        """Fingerprint a path, array or DataFrame and record it under ``datasets.<name>`` in run.json.
 
+        A path is fingerprinted off this thread: the facts returned (and stored first) say
+        ``pending`` until the fingerprint replaces them (see :mod:`epochal.datasets`).
+        """
+        from .datasets import fingerprint, is_path
+
+        if is_path(data) and not self._finished:
+            return self._datasets().add(str(name), data)
         facts = fingerprint(data)
-        self.set_metadata(datasets={**self._meta.get("datasets", {}), str(name): facts})
+        self._datasets().record(str(name), facts)
         return facts
+
+    def _datasets(self) -> Any:
+        datasets = self.__dict__.get("_path_fingerprints")
+        if datasets is None:
+            from .datasets import PathFingerprints
+
+            datasets = self.__dict__["_path_fingerprints"] = PathFingerprints(
+                lambda name, facts: self.set_metadata(datasets={**self._meta.get("datasets", {}), name: facts}))
+        return datasets
 
     def log_system(self, values: Mapping[str, float | int], wall: float | None = None) -> None:
         """Record one hardware sample of this process (every rank writes its own)."""
@@ -473,6 +488,8 @@ class Run:
         try:
             if self._sampler is not None:
                 self._sampler.stop()
+            if "_path_fingerprints" in self.__dict__:  # datasets fingerprinted off the training thread
+                self._path_fingerprints.wait(self.finish_timeout)
             if self.is_owner:
                 self._meta.update(
                     status=status, finished=_time(), last_step=self._next_step - 1, error=redact(error),

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -128,11 +129,37 @@ def test_log_dataset_records_in_run_metadata(tmp_path):
     x = np.linspace(0, 1, 50)
     run = epochal.init(project="p", system_interval=0)
     facts = run.log_dataset(folder, "train")
+    assert facts["pending"] is True and facts["path"] == str(folder.absolute())
     run.log_dataset(x, "x")
     run.finish()
     stored = read_json(run.dir / "run.json")["datasets"]
-    assert stored["train"] == json.loads(json.dumps(facts)) and stored["x"]["shape"] == [50]
+    assert stored["train"] == json.loads(json.dumps(fingerprint(folder))) and stored["x"]["shape"] == [50]
     assert epochal.open_run(run.id).datasets["x"]["sha256"] == fingerprint(x)["sha256"]
+
+
+def test_log_dataset_of_a_path_fingerprints_off_the_calling_thread(tmp_path, monkeypatch):
+    from epochal import datasets
+
+    folder = _make_folder(tmp_path / "data")
+    release, seen = threading.Event(), []
+    real = datasets._path_fingerprint
+
+    def slow(root):  # held until the caller has got its answer: proves the caller never waited for it
+        seen.append(threading.current_thread().name)
+        assert release.wait(30)
+        return real(root)
+
+    monkeypatch.setattr(datasets, "_path_fingerprint", slow)
+    run = epochal.init(project="p", system_interval=0)
+    facts = run.log_dataset(folder, "train")
+    assert facts["pending"] is True and "sha256" not in facts
+    with pytest.raises(FileNotFoundError):
+        run.log_dataset(tmp_path / "missing", "gone")
+    release.set()
+    run.finish()  # waits for the fingerprint
+    stored = epochal.open_run(run.id).datasets["train"]
+    assert stored["files"] == 6 and stored["sha256"] == real(folder)["sha256"] and "pending" not in stored
+    assert seen and seen[0].startswith("epochal-datasets")
 
 
 def test_fingerprinting_a_path_imports_neither_numpy_nor_pandas(tmp_path):

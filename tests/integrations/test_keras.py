@@ -85,9 +85,16 @@ def _scenarios(root: Path) -> dict:
                     "best_sha": hashlib.sha256((root / "ckpt" / "best.keras").read_bytes()).hexdigest(),
                     "followers_left": ["_save_model" in vars(c) for c in (best, last)]}
     # another integration's training after the Keras fit gets a run of its own
-    other = Tracking("sklearn")
+    other = Tracking("lightning")
     out["plain"]["other_is_new"] = other.start().id != plain.id
     other.end()
+    from sklearn.linear_model import LogisticRegression
+
+    from epochal.integrations import sklearn as esk
+
+    esk.autolog(project="sk-after-keras")
+    LogisticRegression(C=0.37).fit(x, y)
+    esk.autolog(disable=True)
     out["plain"]["test"] = net.evaluate(xt, yt, callbacks=[cb], verbose=0, return_dict=True)
     out["plain"]["status_after_evaluate"] = status(plain)
 
@@ -254,6 +261,9 @@ def test_the_run_ends_with_the_fit_and_evaluate_reopens_it(scenario):
     run_dir, plain = _run(runs, "plain", "plain"), result["plain"]
     assert plain["status_after_fit"] == "finished" and plain["current_after_fit"] is False
     assert plain["other_is_new"] is True  # another integration never logs into the Keras run
+    sk_run = _run(runs, "sk-after-keras", read_json(next((runs / "sk-after-keras").iterdir()) / "run.json")["name"])
+    assert read_json(sk_run / "config.json")["C"] == 0.37  # Keras, then sklearn: two runs
+    assert "C" not in read_json(run_dir / "config.json") and "estimator_class" not in read_json(run_dir / "config.json")
     assert plain["status_after_evaluate"] == "finished"
     summary = read_json(run_dir / "summary.json")
     assert summary["test/loss"] == pytest.approx(plain["test"]["loss"], rel=1e-6)

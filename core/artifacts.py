@@ -44,7 +44,7 @@ from typing import Any, Iterable, Mapping
 
 from .records import ArtifactVersion
 from .redact import redact
-from .store import UnsafePathError, inside, read_json, write_json_atomic
+from .store import folder_inside, inside, read_json, write_json_atomic
 from .values import jsonable
 
 __all__ = [
@@ -240,18 +240,6 @@ def collect_files(source: Path, exclude: Path) -> list[tuple[str, Path]]:
     return files
 
 
-def _folder(run_dir: Path, *parts: str) -> Path:
-    """``run_dir/parts`` as a real folder, made if missing; :class:`UnsafePathError` for a symlink on the way."""
-    path = inside(run_dir, *parts, create=True)
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        pass
-    if os.path.islink(path) or not path.is_dir():
-        raise UnsafePathError(f"{path} is a symlink or not a folder; epochal writes only inside the run folder")
-    return path
-
-
 def _adopt_blob(blobs: Path, sha: str, staged: Path) -> None:
     """Move a staged file into the blob store under its hash (dropping it if an equal blob is there)."""
     blob = blobs / sha
@@ -286,10 +274,10 @@ def commit(run_dir: Path, staged: Any) -> ArtifactVersion:
             current = next((e for e in versions if e["version"] == item["aliases"].get("latest")), None)
             if current is not None:
                 _warn_if_changed(run_dir, staged.name, current)
-            blobs = _folder(run_dir, ARTIFACTS_DIR, BLOBS_DIR)
+            blobs = folder_inside(run_dir, ARTIFACTS_DIR, BLOBS_DIR)
             for rel in staged.rels:
                 _adopt_blob(blobs, contents[rel], staged.staging / rel)
-            _folder(run_dir, ARTIFACTS_DIR, staged.name)
+            folder_inside(run_dir, ARTIFACTS_DIR, staged.name)
             folder = inside(run_dir, ARTIFACTS_DIR, staged.name, staged.version)
             if folder.exists():  # leftovers of an interrupted store
                 shutil.rmtree(folder)

@@ -38,6 +38,7 @@ from typing import Any, Mapping
 
 from .hookspecs import hookimpl
 from .redact import redact, redact_argv, redact_text, safe_environment
+from .store import folder_inside
 
 __all__ = [
     "EnvironmentPlugin", "basic_metadata", "git_facts", "git_status", "requirements", "framework_versions",
@@ -289,8 +290,11 @@ def basic_metadata() -> dict[str, Any]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(redact_text(text), encoding="utf-8")
+    """Replace ``path`` with redacted ``text`` (temp file opened without following links, then a rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.w.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(redact_text(text))
     os.replace(tmp, path)
 
 
@@ -316,8 +320,7 @@ class EnvironmentPlugin:
 
 def capture(run_dir: Path, basic: Mapping[str, Any] | None = None, started: float | None = None) -> dict[str, Any]:
     """Write ``environment/metadata.json``, ``requirements.txt`` and ``git.diff`` into ``run_dir``."""
-    folder = run_dir / ENV_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = folder_inside(run_dir, ENV_DIR)  # never through a symlink planted in the run folder
     facts = dict(basic or basic_metadata())
     git = dict(facts.get("git") or {"repo": False})
     diff = ""

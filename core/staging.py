@@ -38,7 +38,7 @@ from typing import Any, Iterable, Mapping
 
 from .records import ArtifactVersion
 from .redact import redact
-from .store import UnsafePathError, inside
+from .store import UnsafePathError, folder_inside, inside
 from .values import jsonable
 
 __all__ = ["StagedArtifact", "ArtifactStager", "STAGING_DIR", "clean_stale"]
@@ -185,8 +185,7 @@ def _reason(exc: OSError) -> str:
 
 def _staging_folder(run_dir: Path) -> Path:
     """A new, empty ``artifacts/.staging/<pid>-<n>`` folder (no symlink on the way)."""
-    base = inside(run_dir, "artifacts", STAGING_DIR, "x", create=True).parent
-    os.makedirs(base, exist_ok=True)
+    base = folder_inside(run_dir, "artifacts", STAGING_DIR)
     for _ in range(1000):
         folder = base / f"{os.getpid()}-{next(_counter)}"
         try:

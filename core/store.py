@@ -50,7 +50,7 @@ log = logging.getLogger("epochal")
 __all__ = [
     "METRICS_FILE", "RUN_FILE", "CONFIG_FILE", "SUMMARY_FILE", "HEARTBEAT_FILE",
     "write_json_atomic", "read_json", "read_json_object", "read_jsonl", "read_metrics", "system_file_name", "StoreSink",
-    "touch_heartbeat", "effective_status", "inside", "UnsafePathError", "BUFFER_LIMIT_BYTES",
+    "touch_heartbeat", "effective_status", "inside", "folder_inside", "UnsafePathError", "BUFFER_LIMIT_BYTES",
 ]
 
 RUN_FILE = "run.json"
@@ -88,6 +88,19 @@ def inside(root: Path, *parts: str, create: bool = False) -> Path:
                 f"refusing to write through the symlink {path} -> {os.readlink(path)}: epochal never writes or deletes "
                 f"outside the run folder; remove the link (or replace it by a real folder)"
             )
+    return path
+
+
+def folder_inside(root: Path, *parts: str) -> Path:
+    """``root/parts...`` as a real folder, made level by level if missing; :class:`UnsafePathError` for a
+    symlink (or a file) on the way."""
+    path = inside(root, *parts, create=True)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    if os.path.islink(path) or not path.is_dir():
+        raise UnsafePathError(f"{path} is a symlink or not a folder; epochal writes only inside the run folder")
     return path
 
 

@@ -48,7 +48,8 @@ from .._media_store import INDEX_FILE, read_index
 from ..hookspecs import hookimpl
 from ..redact import redact, redact_text
 from ..store import (
-    CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, effective_status, read_json, read_jsonl, read_metrics,
+    CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, effective_status, folder_inside, read_json, read_jsonl,
+    read_metrics,
 )
 
 __all__ = [
@@ -413,7 +414,7 @@ class TensorBoardSink:
     def epochal_run_start(self, run: Any) -> None:
         self._owner = run.is_owner
         prefix = f"system/rank{run.rank}/" if run.world_size > 1 else "system/"
-        file = EventFile(_new_event_path(Path(run.dir) / TB_DIR))
+        file = EventFile(_new_event_path(folder_inside(Path(run.dir), TB_DIR)))
         self._events = _RunEvents(file, origin=time.time(), system_prefix=prefix, step=max(run.start_step - 1, 0))
 
     @hookimpl
@@ -499,8 +500,7 @@ def export_run(run_dir: Path) -> int:
     meta = read_json(run_dir / RUN_FILE)
     if not isinstance(meta, dict):
         raise FileNotFoundError(f"{run_dir} is not an epochal run (no readable {RUN_FILE})")
-    tb_dir = run_dir / TB_DIR
-    tb_dir.mkdir(exist_ok=True)
+    tb_dir = folder_inside(run_dir, TB_DIR)
     created = float(meta.get("created") or time.time())
     tmp = tb_dir / f".export-{os.getpid()}.tmp"  # no "tfevents" in the name: TensorBoard ignores it
     try:

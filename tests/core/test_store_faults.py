@@ -209,3 +209,17 @@ def test_kill_during_log_artifact_lists_no_half_version_and_cleans_its_temp_file
     assert not (run_dir / f".run.json.{os.getpid()}.live_1.tmp").exists()  # at the end, ours are gone too
     assert [p.name for p in run_dir.rglob("*.tmp")] == []
     assert epochal.open_run("killed").status == "finished"
+
+
+@pytest.mark.parametrize("folder", ["environment", "tensorboard"])
+def test_other_run_folders_never_write_through_a_planted_link(elsewhere, folder, caplog, run_root):
+    run_dir = run_root / "p" / "planted"  # made before init, with the link in it
+    run_dir.mkdir(parents=True)
+    (run_dir / folder).symlink_to(elsewhere, target_is_directory=True)
+    with caplog.at_level(logging.WARNING, logger="epochal"):
+        run = epochal.init(project="p", id="planted", sinks=["tensorboard"], system_interval=0)
+        run.log({"loss": 1.0})
+        run.finish()
+    _untouched(elsewhere)
+    assert run.dir == run_dir and "symlink" in caplog.text
+    assert len(read_metrics(run_dir)[0]) == 1 and read_json(run_dir / "run.json")["status"] == "finished"

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import nox
 
@@ -98,6 +99,15 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff over the code."""
-    session.install("ruff")
+    """ruff over the code; mypy over the package (core/ as ``epochal``, integrations/ as ``epochal.integrations``)."""
+    session.install("ruff", "mypy")
     session.run("ruff", "check", "core", "integrations", "tests", "examples", "benchmarks")
+    # mypy reads the package under its import name: a tree of links, as the installed layout maps it
+    tree = Path(session.create_tmp()) / "typed"
+    shutil.rmtree(tree, ignore_errors=True)
+    (tree / "epochal").mkdir(parents=True)
+    for item in Path("core").iterdir():
+        (tree / "epochal" / item.name).symlink_to(item.resolve())
+    (tree / "epochal" / "integrations").symlink_to(Path("integrations").resolve())
+    session.run("mypy", "--config-file", str(Path("pyproject.toml").resolve()), "-p", "epochal",
+                env={"MYPYPATH": str(tree)})

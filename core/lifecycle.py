@@ -136,11 +136,12 @@ class Tracking:
         """
         if self._given is not None:
             return self._given
-        if self.is_open and self._owns:
-            if resume is None or resume.get("id") == self._run.id:
+        current = self._run
+        if current is not None and not current._finished and self._owns:
+            if resume is None or resume.get("id") == current.id:
                 self._mark_training()
-                return self._run
-            _discard(self._run)  # the run opened before the checkpoint was read, replaced by the one it names
+                return current
+            _discard(current)  # the run opened before the checkpoint was read, replaced by the one it names
         if resume is not None:
             held = _open_handle(resume)
             if held is not None and held is not self._run:  # never two handles on one run in a process
@@ -312,7 +313,7 @@ def read_marker(source: Mapping[str, Any] | str | os.PathLike[str] | None,
     if "id" not in found and project is not None and isinstance(found.get(project), str):
         found = {"project": project, "id": found[project]}  # the earlier Lightning form
     try:
-        out = {"id": check_segment(found.get("id"), "run id"),
+        out = {"id": check_segment(found.get("id"), "run id"),  # type: ignore[arg-type]  # a ValueError if not a str
                "project": check_segment(found.get("project") or project or "default", "project")}
     except ValueError:
         return None

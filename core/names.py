@@ -129,7 +129,7 @@ class Dialect:
             return self
         found = self._variants.get((field, value))
         if found is None:
-            found = dataclasses.replace(self, **{field: value}, plans={}, _variants={})
+            found = dataclasses.replace(self, **{field: value, "plans": {}, "_variants": {}})  # type: ignore[arg-type]
             self._variants[(field, value)] = found
         return found
 

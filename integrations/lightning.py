@@ -193,7 +193,7 @@ class EpochalLogger(Logger):
         return state
 
     # -- resume --------------------------------------------------------------------------
-    def _attach(self, trainer: Trainer) -> None:
+    def _attach(self, trainer: Any) -> None:
         """Add the callback that keeps the run's marker in checkpoints (once per trainer)."""
         if not any(cb is self.callback for cb in trainer.callbacks):
             trainer.callbacks.append(self.callback)

@@ -64,7 +64,8 @@ class EpochalCallback(TrainerCallback):
 
     def _outside(self) -> Run:
         """The run for an ``evaluate()``/``predict()`` outside training (reopened; closed by the caller)."""
-        return self.tracking.run if self._training or self.tracking.is_open else self.tracking.reopen()
+        run = self.tracking.run
+        return run if run is not None and (self._training or self.tracking.is_open) else self.tracking.reopen()
 
     # -- events -------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs) -> None:
@@ -131,7 +132,7 @@ def _marker(args: Any, state: Any) -> dict[str, str] | None:
 def _config(args: Any, model: Any) -> dict[str, Any]:
     values: dict[str, Any] = {"training_args": args.to_dict()}
     if model is not None:
-        model_config = getattr(model, "config", None)
+        model_config: Any = getattr(model, "config", None)
         if hasattr(model_config, "to_dict"):
             values["model_config"] = model_config.to_dict()
         total = trainable = 0
@@ -142,10 +143,13 @@ def _config(args: Any, model: Any) -> dict[str, Any]:
         values["model"] = {"class": type(model).__name__, "parameters": total, "trainable_parameters": trainable}
         adapters = getattr(model, "peft_config", None)  # PEFT models, or transformers models with adapters
         if isinstance(adapters, Mapping) and adapters:
-            values["peft_config"] = {str(k): c.to_dict() if hasattr(c, "to_dict") else
-                                     {a: v for a, v in vars(c).items() if not a.startswith("_")}
-                                     for k, c in adapters.items()}
+            values["peft_config"] = {str(k): _adapter(c) for k, c in adapters.items()}
     return plain(values)
+
+
+def _adapter(config: Any) -> Any:
+    return config.to_dict() if hasattr(config, "to_dict") else {
+        k: v for k, v in vars(config).items() if not k.startswith("_")}
 
 
 # -- autolog --------------------------------------------------------------------------------
@@ -161,7 +165,7 @@ def autolog(disable: bool = False, **kwargs: Any) -> None:
     trainer_cls = transformers.Trainer
     if disable:
         if _original_init is not None:
-            trainer_cls.__init__, _original_init = _original_init, None
+            trainer_cls.__init__, _original_init = _original_init, None  # type: ignore[method-assign]
         return
     EpochalCallback(**kwargs)  # argument errors surface here, not inside every Trainer
     if _original_init is None:
@@ -177,5 +181,5 @@ def autolog(disable: bool = False, **kwargs: Any) -> None:
         except Exception as exc:
             log.warning("epochal: could not add EpochalCallback to %s: %r", type(self).__name__, exc)
 
-    trainer_cls.__init__ = __init__
+    trainer_cls.__init__ = __init__  # type: ignore[method-assign]
 

@@ -1,6 +1,7 @@
 """Lightning training overhead: one tiny fit (log every step, 2 epochs) per logger, wall time side by side.
 
-Loggers: none (the baseline), ``EpochalLogger``, Lightning's ``CSVLogger`` and ``TensorBoardLogger``,
+Loggers: none (the baseline), a no-op ``Logger`` (what any logger costs Lightning itself),
+``EpochalLogger``, Lightning's ``CSVLogger`` and ``TensorBoardLogger``,
 ``WandbLogger`` (offline) and ``MLFlowLogger`` (file store). A measurement is the wall time of
 making the logger and the Trainer, fitting, and closing the logger (``wandb.finish()`` for wandb,
 whose Lightning logger leaves its run open). Fits are interleaved across repeats and the best of
@@ -9,7 +10,7 @@ each is kept, so load from other processes shows up as little as it can.
     python -m benchmarks.lightning_overhead [--quick]
 
 ``run()`` returns one row per logger: ``logger``, ``seconds``, ``ratio`` (to no logger),
-``overhead_pct``, ``per_step_us`` (extra wall time per training step), ``cpu_ratio`` (this
+``overhead_pct``, ``vs_noop_pct`` (wall time over the no-op logger's), ``per_step_us`` (extra wall time per training step), ``cpu_ratio`` (this
 process's CPU time, threads included, to no logger: steadier when the machine is busy; wandb's
 service process is not counted) and ``steps``.
 """
@@ -28,7 +29,7 @@ from typing import Any
 
 __all__ = ["LOGGERS", "run"]
 
-LOGGERS = ("none", "epochal", "csv", "tensorboard", "wandb", "mlflow")
+LOGGERS = ("none", "noop", "epochal", "csv", "tensorboard", "wandb", "mlflow")
 QUIET = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true", "WANDB_CONSOLE": "off",
          "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_ALLOW_FILE_STORE": "true", "PYTHONWARNINGS": "ignore",
          "EPOCHAL_DISABLE_PLUGIN_AUTOLOAD": "1"}
@@ -72,6 +73,8 @@ def _make_logger(kind: str, tmp: Path) -> tuple[Any, Callable[[], None]]:
 
     if kind == "none":
         return None, nothing
+    if kind == "noop":
+        return _noop_logger(), nothing
     if kind == "epochal":
         from epochal.integrations.lightning import EpochalLogger
 
@@ -94,6 +97,21 @@ def _make_logger(kind: str, tmp: Path) -> tuple[Any, Callable[[], None]]:
 
         return MLFlowLogger(experiment_name="bench", tracking_uri=(tmp / "mlruns").as_uri()), nothing
     raise ValueError(f"unknown logger {kind!r}; choose from {LOGGERS}")
+
+
+def _noop_logger() -> Any:
+    from lightning.pytorch.loggers import Logger
+
+    class NoOp(Logger):
+        name, version = "noop", 0
+
+        def log_metrics(self, metrics: Any, step: Any = None) -> None:
+            pass
+
+        def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    return NoOp()
 
 
 def _fit_seconds(kind: str, tmp: Path, batches: int) -> tuple[float, float, int]:
@@ -159,12 +177,15 @@ def run(quick: bool = False, repeats: int | None = None, loggers: tuple[str, ...
             row.update(ratio=round(best[kind] / base, 4), overhead_pct=round(100 * (best[kind] / base - 1), 2),
                        per_step_us=round(1e6 * (best[kind] - base) / max(steps[kind], 1), 1),
                        cpu_ratio=round(best_cpu[kind] / best_cpu["none"], 4))
+        if "noop" in best:
+            row["vs_noop_pct"] = round(100 * (best[kind] / best["noop"] - 1), 2)
         rows.append(row)
     return rows
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    headers = ["logger", "seconds", "ratio", "overhead_pct", "per_step_us", "cpu_ratio", "steps", "status"]
+    headers = ["logger", "seconds", "ratio", "overhead_pct", "vs_noop_pct", "per_step_us", "cpu_ratio", "steps",
+               "status"]
     headers = [h for h in headers if any(h in r for r in rows)]
     cells = [[str(r.get(h, "")) for h in headers] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
@@ -174,4 +195,5 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 if __name__ == "__main__":
-    print(_table(run(quick="--quick" in sys.argv[1:])))
+    chosen = [a.split("=", 1)[1].split(",") for a in sys.argv[1:] if a.startswith("--loggers=")]
+    print(_table(run(quick="--quick" in sys.argv[1:], loggers=tuple(chosen[0]) if chosen else LOGGERS)))

@@ -23,10 +23,10 @@ import inspect
 import math
 from typing import Any, Callable, Mapping
 
-from ..names import canonical
+from ..names import SKLEARN
 from ..values import to_number
 
-__all__ = ["training_metrics", "train_name", "metric_name", "score_name", "cv_name", "as_number"]
+__all__ = ["training_metrics", "train_name", "metric_name", "score_name", "as_number"]
 
 _SHORT = {
     "accuracy_score": "accuracy", "precision_score": "precision", "recall_score": "recall", "f1_score": "f1",
@@ -34,6 +34,7 @@ _SHORT = {
     "mean_absolute_error": "mae", "r2_score": "r2",
 }
 Warn = Callable[[str, BaseException], None]
+_TEST = SKLEARN.with_split("test")
 
 
 def training_metrics(estimator: Any, data: Callable[[], Any], y: Any, sample_weight: Any,
@@ -110,7 +111,7 @@ def _optional_y(function: Callable) -> bool:
 
 def train_name(name: str) -> str:
     """``train/<name>`` for a training metric."""
-    return canonical(name, "train")
+    return SKLEARN.canonical(name)
 
 
 def metric_name(function: str, options: Mapping[str, Any], dataset: str) -> str:
@@ -119,7 +120,7 @@ def metric_name(function: str, options: Mapping[str, Any], dataset: str) -> str:
     extras = [f"{k}={v}" for k, v in sorted(options.items()) if isinstance(v, (str, int, float, bool)) or v is None]
     if extras:
         name += "[" + ",".join(extras).replace("/", "_") + "]"
-    return canonical(f"{name}@{dataset}", "test")
+    return _TEST.canonical(f"{name}@{dataset}")
 
 
 def score_name(estimator: Any, dataset: str) -> str:
@@ -138,22 +139,7 @@ def score_name(estimator: Any, dataset: str) -> str:
     if name is None:
         owner = next((k for k in type(estimator).__mro__ if "score" in k.__dict__), None)
         name = {ClassifierMixin: "accuracy", RegressorMixin: "r2"}.get(owner, "score")
-    return canonical(f"{name}@{dataset}", "test")
-
-
-def cv_name(key: str) -> tuple[str, int | None] | None:
-    """A ``cv_results_`` column -> (canonical name, fold or None): ``split2_test_score`` -> ``("val/score", 2)``,
-    ``mean_train_score`` -> ``("train/score", None)``, ``std_test_score`` -> ``("val/score_std", None)``."""
-    head, _, metric = key.partition("_")
-    split, _, name = metric.partition("_")
-    if split not in ("test", "train") or not name:
-        return None
-    full = canonical(name, "val" if split == "test" else "train")
-    if head.startswith("split") and head[5:].isdigit():
-        return full, int(head[5:])
-    if head in ("mean", "std"):
-        return full + ("_std" if head == "std" else ""), None
-    return None
+    return _TEST.canonical(f"{name}@{dataset}")
 
 
 def as_number(value: Any) -> float | int | None:

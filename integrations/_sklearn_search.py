@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..lifecycle import Tracking
+from ..names import SKLEARN
 from ..run import new_run_id
 from ..values import jsonable
-from ._sklearn_metrics import cv_name
 
 __all__ = ["log_search", "log_model", "PICKLE_WARNING"]
 
@@ -67,10 +67,10 @@ def _child(parent: Tracking, results: Mapping[str, Any], index: int, rank: int, 
     folds: dict[int, dict[str, Any]] = {}
     means: dict[str, Any] = {}
     for key, column in results.items():
-        named = cv_name(key)
+        named = SKLEARN.cv_result(key)  # (fold or "mean"/"std", canonical name)
         if named is not None:
-            name, fold = named
-            (folds.setdefault(fold, {}) if fold is not None else means)[name] = column[index]
+            fold, name = named
+            (folds.setdefault(fold, {}) if isinstance(fold, int) else means)[name] = column[index]
     run = parent.run
     child = Tracking(parent.integration, project=run.project, dir=str(run.root), id=child_id,
                      name=f"{run.name}-rank{rank}", config=results["params"][index],

@@ -4,6 +4,8 @@
 - Optional sinks (``tensorboard``) join when asked: ``init(sinks=[...])`` or ``EPOCHAL_SINKS``.
 - Third-party plugins load from the entry-point group ``epochal`` unless
   ``EPOCHAL_DISABLE_PLUGIN_AUTOLOAD=1``.
+- :func:`collect_run_metadata` calls the one synchronous hook plugin by plugin: one
+  that raises is reported and unregistered for that run, which still opens.
 - ``EPOCHAL_DISABLE_PLUGINS=a,b`` blocks plugins by name; ``EPOCHAL_TRACE_PLUGINS=1``
   traces every hook call to stderr.
 """
@@ -20,7 +22,10 @@ import pluggy
 
 from . import hookspecs
 
-__all__ = ["BUILTIN_PLUGINS", "OPTIONAL_SINKS", "build_plugin_manager", "requested_sinks", "register_plugin"]
+__all__ = [
+    "BUILTIN_PLUGINS", "OPTIONAL_SINKS", "build_plugin_manager", "collect_run_metadata", "requested_sinks",
+    "register_plugin",
+]
 
 log = logging.getLogger("epochal")
 
@@ -78,6 +83,25 @@ def build_plugin_manager(sinks: Iterable[str] = ()) -> pluggy.PluginManager:
         pm.trace.root.setwriter(sys.stderr.write)
         pm.enable_tracing()
     return pm
+
+
+def collect_run_metadata(pm: pluggy.PluginManager, run: Any) -> dict[str, Any]:
+    """Every plugin's ``epochal_run_metadata(run)`` merged; a plugin that raises is reported and unregistered."""
+    merged: dict[str, Any] = {}
+    for plugin in list(pm.get_plugins()):
+        if not any(impl.plugin is plugin for impl in pm.hook.epochal_run_metadata.get_hookimpls()):
+            continue
+        others = [p for p in pm.get_plugins() if p is not plugin]
+        name = pm.get_name(plugin)
+        try:
+            for extra in pm.subset_hook_caller("epochal_run_metadata", remove_plugins=others)(run=run):
+                if extra:
+                    merged.update(dict(extra))
+        except Exception as exc:  # a plugin never stops a run from opening
+            log.warning("epochal plugin %r failed in epochal_run_metadata: %r; it is disabled for run %s",
+                        name, exc, run.id)
+            pm.unregister(plugin)
+    return merged
 
 
 def _register(pm: pluggy.PluginManager, name: str, target: str) -> None:

@@ -7,14 +7,12 @@ plugins (:mod:`epochal.hookspecs`).
 
 from __future__ import annotations
 
-import atexit
 import logging
 import operator
 import os
 import re
 import secrets
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -22,12 +20,13 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
 from . import distributed
+from .active import _active, _register_active, _unregister_active, active_runs, current_run, finish  # noqa: F401
 from .backlog import WAKE_BYTES
 from .blocks import last_step
 from .mappings import Config, Summary
 from .media import is_media, prepare_all
 from .names import GENERIC, LIGHTNING, Dialect, Plan
-from .plugins import build_plugin_manager, requested_sinks
+from .plugins import build_plugin_manager, collect_run_metadata, requested_sinks
 from .records import NAN as _NAN
 from .records import ArtifactVersion, FrozenDict, RowFormat, RunInfo, SystemRecord
 from .redact import redact
@@ -131,7 +130,7 @@ class Run:
             resumed=int(self._meta.get("resumed", 0)),
         )
         self._pm = build_plugin_manager(sinks)
-        self._meta.update(redact(run_metadata(self._pm, self.info)))
+        self._meta.update(redact(jsonable(collect_run_metadata(self._pm, self.info))))
         if self.is_owner:
             write_json_atomic(self.dir / RUN_FILE, self._meta)
         self._writer = Writer(
@@ -523,6 +522,14 @@ class Run:
     def __repr__(self) -> str:
         return f"<Run {self.project}/{self.id} name={self.name!r} dir={str(self.dir)!r}>"
 
+    def _detach_after_fork(self) -> None:
+        """In a forked child: become a :class:`ForkedRun`; the parent's threads and lock stay the parent's."""
+        self.__class__ = ForkedRun
+        ForkedRun._warned = False
+        self._finished = True
+        self.summary._lock = threading.Lock()  # the parent's writer may have held it at the fork
+        self._release_directory()  # closes the child's copy; the parent keeps the lock
+
 
 class DisabledRun(Run):
     """What ``mode="disabled"`` returns: the same API, every call a cheap no-op, nothing written."""
@@ -586,44 +593,8 @@ class ForkedRun(DisabledRun):
                         "records nothing. Call epochal.init() in the child to track it", self.id, os.getpid())
 
 
-def _detach_runs_in_forked_child() -> None:
-    """``os.register_at_fork`` hook: the child drops every run it inherited (see :class:`ForkedRun`)."""
-    for run in list(_active):
-        if not run.disabled:
-            run.__class__ = ForkedRun
-            run._finished = True
-            run.summary._lock = threading.Lock()  # the parent's writer may have held it at the fork
-            run._release_directory()  # closes the child's copy; the parent keeps the lock
-    _active.clear()
-    ForkedRun._warned = False
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_detach_runs_in_forked_child)
-
-
 def _discard(item: Any) -> None:
     pass
-
-
-def run_metadata(pm: Any, info: RunInfo) -> dict[str, Any]:
-    """Call every plugin's ``epochal_run_metadata``; one that raises is reported and unregistered."""
-    merged: dict[str, Any] = {}
-    for plugin in list(pm.get_plugins()):
-        impls = pm.hook.epochal_run_metadata.get_hookimpls()
-        if not any(impl.plugin is plugin for impl in impls):
-            continue
-        others = [p for p in pm.get_plugins() if p is not plugin]
-        name = pm.get_name(plugin)
-        try:
-            for extra in pm.subset_hook_caller("epochal_run_metadata", remove_plugins=others)(run=info):
-                if extra:
-                    merged.update(jsonable(dict(extra)))
-        except Exception as exc:  # a plugin never stops a run from opening
-            log.warning("epochal plugin %r failed in epochal_run_metadata: %r; it is disabled for run %s",
-                        name, exc, info.id)
-            pm.unregister(plugin)
-    return merged
 
 
 def _getter(take: tuple[int, ...]) -> Any:
@@ -655,55 +626,6 @@ def _clean_tags(tags: Iterable[str] | str | None) -> list[str]:
     if isinstance(tags, str):
         tags = [tags]
     return list(dict.fromkeys(str(t) for t in tags))
-
-
-# -- the current run, exit handling ---------------------------------------------------------
-_active: list[Run] = []
-_hooks_installed = False
-
-
-def current_run() -> Run | None:
-    """The most recent unfinished run of this process, or None."""
-    return _active[-1] if _active else None
-
-
-def active_runs() -> list[Run]:
-    """The unfinished runs of this process, oldest first."""
-    return list(_active)
-
-
-def _register_active(run: Run) -> None:
-    global _hooks_installed
-    _active.append(run)
-    if not _hooks_installed:
-        _hooks_installed = True
-        atexit.register(_finish_all_at_exit)
-        previous = sys.excepthook
-
-        def excepthook(exc_type, exc, tb):
-            text = "".join(traceback.format_exception(exc_type, exc, tb))
-            for active in list(_active):
-                active.finish("failed", error=text)
-            previous(exc_type, exc, tb)
-
-        sys.excepthook = excepthook
-
-
-def _unregister_active(run: Run) -> None:
-    if run in _active:
-        _active.remove(run)
-
-
-def _finish_all_at_exit() -> None:
-    for run in list(reversed(_active)):
-        run.finish()
-
-
-def finish(status: str | None = None) -> None:
-    """Finish the current run, if any."""
-    run = current_run()
-    if run is not None:
-        run.finish(status)
 
 
 def init(

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import epochal
-from epochal import media
+from epochal import _media_convert, media
 from epochal._media_store import INDEX_FILE, read_index
 from epochal.store import read_metrics
 
@@ -214,7 +214,7 @@ def test_bad_histograms(run_root, hist, error, message):
 
 
 def test_histogram_size_limit(run_root, monkeypatch):
-    monkeypatch.setattr(media, "MAX_HISTOGRAM_VALUES", 100)
+    monkeypatch.setattr(_media_convert, "MAX_HISTOGRAM_VALUES", 100)
     with new_run() as run:
         with pytest.raises(ValueError, match=r"media 'h': 101 histogram values; at most 100"):
             run.log({"h": epochal.Histogram(np.zeros(101))})

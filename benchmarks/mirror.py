@@ -184,7 +184,7 @@ def run(quick: bool = False) -> Report:
     report.rows.append(["seconds until the server has all", cell(live, "seconds"), cell(asynchronous, "seconds"),
                         cell(batch, "seconds")])
     report.rows.append([f"epochal sync, {sync_steps * len(METRICS):,} points: seconds", cell(synced, "seconds"), "", ""])
-    report.rows.append(["epochal sync: requests sent", cell(synced, "requests", 6), "", ""])
+    report.rows.append(["epochal sync: requests sent", "" if failed(synced) else str(synced["requests"]), "", ""])
     report.rows.append(["epochal sync: points/s", cell(synced, "points_per_s"), "", ""])
     if not failed(off) and not failed(on):
         ratio = on["us"] / off["us"]

@@ -222,17 +222,22 @@ def _cmd_best(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _chosen_runs(args: argparse.Namespace) -> list:
+    """The run folders named by ``RUN ...``, else every run (of ``--project``); at least one."""
+    if args.runs:
+        return [find_run(r, dir=args.dir, project=args.project) for r in args.runs]
+    dirs = list(run_dirs(root_dir(args.dir), args.project))
+    if not dirs:
+        raise CommandError(f"no runs in {root_dir(args.dir)}" + (f" (project {args.project!r})" if args.project else ""))
+    return dirs
+
+
 def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     if args.format != "tensorboard":
         raise CommandError(f"unknown export format {args.format!r}; choose: tensorboard")
     from .sinks.tensorboard import export_runs
 
-    if args.runs:
-        dirs = [find_run(r, dir=args.dir, project=args.project) for r in args.runs]
-    else:
-        dirs = list(run_dirs(root_dir(args.dir), args.project))
-        if not dirs:
-            raise CommandError(f"no runs in {root_dir(args.dir)}" + (f" (project {args.project!r})" if args.project else ""))
+    dirs = _chosen_runs(args)
     try:
         written = export_runs(dirs)
     except ImportError as exc:
@@ -293,12 +298,7 @@ def _cmd_sync(args: argparse.Namespace, out: TextIO) -> int:
     uri = resolve_uri(args.to)
     if not uri:
         raise CommandError("no server given: pass --to URI (e.g. http://127.0.0.1:5000) or set EPOCHAL_MLFLOW_URI")
-    if args.runs:
-        dirs = [find_run(r, dir=args.dir, project=args.project) for r in args.runs]
-    else:
-        dirs = list(run_dirs(root_dir(args.dir), args.project))
-        if not dirs:
-            raise CommandError(f"no runs in {root_dir(args.dir)}" + (f" (project {args.project!r})" if args.project else ""))
+    dirs = _chosen_runs(args)
     try:
         sync_runs(uri, dirs, out)
     except SyncError as exc:

@@ -26,6 +26,8 @@ __all__ = ["SyncResult", "SyncError", "sync_run", "sync_runs", "RETRY_DELAYS"]
 
 #: seconds to wait before each new attempt while the server is unavailable; then sync stops (and resumes next time).
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+#: seconds between two progress lines of a long run.
+PROGRESS_EVERY = 2.0
 T = TypeVar("T")
 
 
@@ -128,7 +130,7 @@ class _Progress:
 
     def __call__(self, sent: int) -> None:
         now = time.monotonic()
-        if self.out is not None and now - self._shown >= 2.0:
+        if self.out is not None and now - self._shown >= PROGRESS_EVERY:
             self._shown = now
             self.out.write(f"  {self.label}: {sent:,} of {self.total:,} points\n")
             self.out.flush()

@@ -18,9 +18,10 @@ down, slow or failing is tried again with backoff (0.5 s doubling to 30 s) on la
 events, never by sleeping. The lane keeps what the server has not taken in memory
 (up to ``EPOCHAL_MLFLOW_BACKLOG_MB``, 64 by default) and then reads it back from the run
 directory past the cursor. At the end of the run it gives the server
-``EPOCHAL_MLFLOW_FINISH_TIMEOUT`` seconds (10; one short try when the server was down)
-and leaves the rest to ``epochal sync --to URI RUN``. Nothing is lost or sent twice:
-see the cursor in :mod:`epochal.sinks.mlflow_mirror`.
+``EPOCHAL_MLFLOW_FINISH_TIMEOUT`` seconds (10 by default; a server that is down fails
+at once, one that does not connect within 5 s) and leaves the rest to
+``epochal sync --to URI RUN``. Nothing is lost or sent twice: see the cursor in
+:mod:`epochal.sinks.mlflow_mirror`.
 
 Params are immutable in MLflow: a config value that changes after it was sent is
 mirrored as the tag ``epochal.config.<key>`` (the param keeps the first value).
@@ -116,7 +117,7 @@ class MlflowSink:
             self._system_backlog = int(mirror.state["system"].get(self._system_file, 0)) < self._system_first
         mirror.deadline = time.monotonic() + _env_float("EPOCHAL_MLFLOW_INIT_TIMEOUT", 10.0)
         try:
-            rest.experiment_id(run.project, timeout=PROBE_TIMEOUT)  # the probe: is it there, is it MLflow?
+            mirror.experiment(run.project, timeout=PROBE_TIMEOUT)  # the probe: is it there, is it MLflow?
         except ServerUnavailable as exc:
             log.warning("epochal: %s; training goes on and run %s is kept locally. The mirror retries in the "
                         "background; what it cannot send, `epochal sync --to %s` sends later", exc, run.id, rest.uri)
@@ -127,7 +128,7 @@ class MlflowSink:
             return None
         else:
             try:
-                mirror.ensure_run(run.project, run.name, run.id, time.time())
+                mirror.ensure_run(run.project, run.name, run.id, time.time(), search=bool(run.resumed))
             except ServerUnavailable:  # slow, not gone: the lane finds or creates the run
                 self._backoff()
             except MlflowError as exc:
@@ -193,29 +194,29 @@ class MlflowSink:
         mirror = self.mirror
         if mirror is None:
             return
-        budget = _env_float("EPOCHAL_MLFLOW_FINISH_TIMEOUT", 10.0)
-        if self._down_since is not None:  # the server was down: one short try, then leave it to sync
-            budget = min(budget, PROBE_TIMEOUT)
-        self._retry_at = 0.0
-        mirror.deadline = time.monotonic() + budget
-        done = self._pump(status=status)
-        if not done and self.mirror is not None:
+        self._retry_at = 0.0  # one more go, within the budget; a server that is down fails it at once
+        mirror.deadline = time.monotonic() + _env_float("EPOCHAL_MLFLOW_FINISH_TIMEOUT", 10.0)
+        problem = self._pump(status=status)
+        if problem is not None and self.mirror is not None:
             log.warning("epochal: run %s is not fully mirrored to MLflow server %s (%s); it is complete locally: "
-                        "run `epochal sync --to %s %s` to finish the mirror", run.id, self._uri,
-                        "server unavailable" if self._down_since is not None else "out of time", self._uri, run.id)
+                        "run `epochal sync --to %s %s` to finish the mirror", run.id, self._uri, problem, self._uri,
+                        run.id)
         if self.mirror is not None:
             self.mirror.close()
         self.mirror = None
 
     # -- sending -----------------------------------------------------------------------------------
-    def _pump(self, status: str | None = None) -> bool:
-        """Send what the server lacks, unless backing off; True when everything (and ``status``) was sent."""
+    def _pump(self, status: str | None = None) -> str | None:
+        """Send what the server lacks, unless backing off; None when everything (and ``status``) was sent, else why not."""
         mirror = self.mirror
-        if mirror is None or time.monotonic() < self._retry_at:
-            return False
+        if mirror is None:
+            return "mirror stopped"
+        if time.monotonic() < self._retry_at:
+            return "backing off"
         run = self._run
         try:
-            mirror.ensure_run(run.project, run.name, run.id, float((self._meta or {}).get("created") or time.time()))
+            mirror.ensure_run(run.project, run.name, run.id, float((self._meta or {}).get("created") or time.time()),
+                              search=bool(run.resumed))
             if self._reopen:
                 mirror.push_status("running")
                 self._reopen = False
@@ -233,23 +234,24 @@ class MlflowSink:
             self._push_artifacts(mirror, final=status is not None)
             if status is not None:
                 if not complete or self._artifacts:
-                    return False
+                    return "the run directory is ahead of what the store has written" if not complete else (
+                        "artifacts not filed by the store in time")
                 summary = self._summary if self._summary is not None else read_json(Path(run.dir) / SUMMARY_FILE, {})
                 mirror.push_summary(summary or {})
                 mirror.push_tags(run_tags({**(self._meta or {}), "status": status}))
                 mirror.push_status(status)
         except ServerUnavailable as exc:
             self._backoff(exc)
-            return False
+            return "the server did not take it"  # the first warning of an outage said why
         except (MirrorStopped, MlflowError) as exc:
             log.warning("epochal: mirroring run %s to MLflow stopped: %s (the run is complete locally)", run.id, exc)
             self._stop()
-            return False
+            return str(exc)
         if self._down_since is not None:
-            log.warning("epochal: MLflow server %s is back after %.0f s; the mirror caught up", self._uri,
+            log.warning("epochal: MLflow server %s answers again after %.0f s; the mirror caught up", self._uri,
                         time.monotonic() - self._down_since)
         self._down_since, self._delay = None, 0.0
-        return True
+        return None
 
     def _push_metrics(self, mirror: Mirror) -> bool:
         """Send the metric backlog; True when the server has every point delivered so far."""
@@ -265,11 +267,10 @@ class MlflowSink:
             if mirror.metrics_offset < self._expected_end:
                 return False
             self._from_file = False
-        while self._outbox:
-            base, data = self._outbox[0]
-            mirror.push_metric_bytes(data, base)
-            self._outbox.pop(0)
-            self._outbox_bytes -= len(data)
+        if self._outbox:  # contiguous in metrics.bin: one stream, so only its very end is a partial request
+            base = self._outbox[0][0]
+            mirror.push_metric_bytes(b"".join(data for _, data in self._outbox), base)
+            self._outbox, self._outbox_bytes = [], 0
         return True
 
     def _push_artifacts(self, mirror: Mirror, final: bool) -> None:

@@ -106,6 +106,8 @@ class Mirror:
         self.state = state
         self.names = NameMapper(state["names"])
         self._artifacts_done = set(state["artifacts"])
+        self._create_unanswered = False
+        self._experiment: str | None = None
 
     # -- the cursor ----------------------------------------------------------------------------
     @property
@@ -151,19 +153,33 @@ class Mirror:
                 self._log_batch(*([i for kind, i in half if kind == k] for k in ("metrics", "params", "tags")))
 
     # -- the run -------------------------------------------------------------------------------------
-    def ensure_run(self, project: str, name: str, epochal_id: str, created: float) -> str:
-        """The MLflow run of this epochal run: found by its ``epochal.run_id`` tag, else created."""
+    def experiment(self, project: str, timeout: float | None = None) -> str:
+        """The id of the project's experiment (created if missing), asked once per mirror."""
+        if self._experiment is None:
+            self._experiment = self.rest.experiment_id(project, timeout=timeout or self._timeout())
+        return self._experiment
+
+    def ensure_run(self, project: str, name: str, epochal_id: str, created: float, search: bool = True) -> str:
+        """The MLflow run of this epochal run: found by its ``epochal.run_id`` tag, else created.
+
+        ``search=False`` skips the look-up for a run that cannot exist yet (a new run whose
+        every earlier create request was answered).
+        """
         if self.run_id:
             return self.run_id
-        experiment = self.rest.experiment_id(project, timeout=self._timeout())
-        found = self.rest.call("runs/search", {
-            "experiment_ids": [experiment], "max_results": 1,
-            "filter": f"tags.`epochal.run_id` = '{epochal_id}'"}, timeout=self._timeout()).get("runs") or []
+        experiment = self.experiment(project)
+        found = []
+        if search or self._create_unanswered:
+            found = self.rest.call("runs/search", {
+                "experiment_ids": [experiment], "max_results": 1,
+                "filter": f"tags.`epochal.run_id` = '{epochal_id}'"}, timeout=self._timeout()).get("runs") or []
         if found:
             info = found[0]["info"]
         else:
             tags = [{"key": "epochal.run_id", "value": epochal_id}, {"key": "epochal.project", "value": project}]
+            self._create_unanswered = True  # until the answer arrives, the server may have made it
             info = self.rest.create_run(experiment, name, _ms(created), tags, timeout=self._timeout())
+            self._create_unanswered = False
         self.state.update(run_id=info["run_id"], experiment_id=experiment, artifact_uri=info.get("artifact_uri"))
         self.save()
         return self.run_id

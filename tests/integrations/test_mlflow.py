@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import json
 import logging
 import os
@@ -138,6 +139,20 @@ def test_live_mirror_reads_back_params_points_tags_status_and_artifact_bytes(mir
     assert cursor["status"] == "FINISHED" and cursor["artifacts"] == [f"model:{version}"]
 
 
+def test_a_resumed_run_continues_its_mlflow_run(mirrored):
+    run = epochal.init(project="again", id="job-7", system_interval=0, finish_timeout=300)
+    train(run, 100)
+    run.finish()
+    first = read_json(run.dir / "run.json")["mlflow"]["run_id"]
+    run = epochal.init(project="again", id="job-7", resume=True, system_interval=0, finish_timeout=300)
+    assert run.metadata["mlflow"]["run_id"] == first
+    train(run, 100, start=100)
+    run.finish()
+    got = mirrored.read_run("job-7", "again", artifacts=False)
+    assert got["runs_found"] == 1 and got["info"]["run_id"] == first and got["info"]["status"] == "FINISHED"
+    assert got["metrics"]["train/loss"] == points(run.dir)["train/loss"] and len(got["metrics"]["train/loss"]) == 200
+
+
 def test_unreachable_server_warns_once_at_init_and_sync_sends_the_run_later(server, monkeypatch, caplog):
     closed = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setenv("EPOCHAL_MLFLOW_URI", closed)
@@ -227,8 +242,11 @@ def test_an_interrupted_sync_resumes_at_its_cursor(server, monkeypatch):
         sync_module.sync_runs(server.uri, [run.dir], out=None, rest_factory=Failing)
     cursor = read_json(run.dir / CURSOR_FILE)["servers"][server.uri]
     assert cursor["metrics"] != [0, 0]  # the first 1000 points are acknowledged
-    result = sync_module.sync_runs(server.uri, [run.dir], out=None)[0]
+    monkeypatch.setattr(sync_module, "PROGRESS_EVERY", 0.0)
+    out = io.StringIO()
+    result = sync_module.sync_runs(server.uri, [run.dir], out=out)[0]
     assert result.points == 2000
+    assert f"resume/{run.id}: 2,000 of 2,000 points" in out.getvalue()  # progress of a long run
     got = server.read_run(run.id, "resume", artifacts=False)
     assert got["metrics"]["train/loss"] == points(run.dir)["train/loss"]
     assert got["metrics"]["acc_top1"] == points(run.dir)["acc@top1"]

@@ -284,10 +284,12 @@ class _RunEvents:
     def stored_media(self, run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
         """The media index of a stored run; a batch is the consecutive images of one key, step and time.
 
-        A file that went missing is left out (with a warning), never the whole export.
+        A file that went missing or is unreadable is left out (with a warning), never the whole
+        export. Events are written as they are made, so memory holds one batch at a time.
         """
         batch: list[tuple[Mapping[str, Any], bytes]] = []
         for row in [*rows, None]:
+            self.file.flush()
             if batch and (row is None or row["type"] != "image" or _batch_of(row) != _batch_of(batch[0][0])):
                 first = batch[0][0]
                 self.images(first["key"], first["step"], float(first.get("time") or 0.0),
@@ -298,17 +300,18 @@ class _RunEvents:
                 break
             try:
                 data = (run_dir / row["file"]).read_bytes()
-            except OSError as exc:
+                if row["type"] == "image":
+                    batch.append((row, data))
+                elif row["type"] == "histogram":
+                    bins = json.loads(data)
+                    self.histogram(row["key"], row["step"], float(row.get("time") or 0.0), bins["edges"],
+                                   bins["counts"])
+                else:
+                    self.markdown(row["key"], row["step"], float(row.get("time") or 0.0),
+                                  data.decode("utf-8", errors="replace"))
+            except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
                 log.warning("epochal: media file %s of %s is unreadable (%s); left out of the export",
-                            row["file"], run_dir, exc.strerror or exc)
-                continue
-            if row["type"] == "image":
-                batch.append((row, data))
-            elif row["type"] == "histogram":
-                bins = json.loads(data)
-                self.histogram(row["key"], row["step"], float(row.get("time") or 0.0), bins["edges"], bins["counts"])
-            else:
-                self.markdown(row["key"], row["step"], float(row.get("time") or 0.0), data.decode("utf-8"))
+                            row["file"], run_dir, getattr(exc, "strerror", None) or exc)
 
     def scalars(self, step: int, wall: float, values: Mapping[str, float | int]) -> None:
         event = _pb().Event(wall_time=wall, step=step)

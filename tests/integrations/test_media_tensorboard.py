@@ -87,15 +87,17 @@ def test_export_leaves_out_a_missing_file_and_keeps_the_rest(run_root, caplog):
     with epochal.init(project=PROJECT, system_interval=0) as run:
         log_media(run)
     (run.dir / "media" / "report" / "3-0.md").unlink()
+    (run.dir / "media" / "weights" / "fc" / "0-0.json").write_text('{"edges": [0, 1]')  # damaged
     with caplog.at_level("WARNING", logger="epochal"):
         assert tb.export_runs([run.dir]) == 1
-    assert "media/report/3-0.md" in caplog.text
+    assert "media/report/3-0.md" in caplog.text and "media/weights/fc/0-0.json" in caplog.text
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ea = EventAccumulator(str(run.dir / "tensorboard"), size_guidance={"tensors": 0})
     ea.Reload()
     assert [e.step for e in ea.Tensors("report")] == [0, 7]
     assert [e.step for e in ea.Tensors("val/samples")] == list(STEPS)
+    assert [e.step for e in ea.Tensors("weights/fc")] == [3, 7]
     assert json.loads((run.dir / "media/weights/fc/7-0.json").read_text())["nonfinite"] == 0
     assert not tb._needs_export(run.dir)
     exported = event_files(run.dir)[0].stat().st_mtime

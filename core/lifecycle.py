@@ -56,7 +56,7 @@ from .store import read_json, write_json_atomic
 
 __all__ = [
     "Tracking", "CheckpointPolicy", "Checkpoints", "check_init_args", "marker", "read_marker", "write_marker",
-    "MARKER_KEY", "MARKER_FILE", "owned_by", "plain",
+    "MARKER_KEY", "MARKER_FILE", "owned_by", "plain", "detach",
 ]
 
 log = logging.getLogger("epochal")
@@ -326,6 +326,23 @@ def read_marker(source: Mapping[str, Any] | str | os.PathLike[str] | None,
 
 
 # -- checkpoints -------------------------------------------------------------------------------
+def detach(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` its own inode when it shares one (a checkpoint stored with ``link=True``).
+
+    Frameworks rewrite their checkpoint files in place (``last.pt``, ``best.keras``): call this
+    before such a file is written again, so the stored version keeps its bytes. Costs one copy,
+    only for a file that is linked; a failure is logged, never raised.
+    """
+    path = Path(path)
+    try:
+        if path.is_file() and path.stat().st_nlink > 1:
+            tmp = path.with_name(f".{path.name}.epochal.tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("epochal: could not detach %s from the stored artifact: %r", path, exc)
+
+
 class CheckpointPolicy:
     """Which checkpoints a training records as versions of the ``model`` artifact.
 

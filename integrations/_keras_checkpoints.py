@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Mapping
 
-from epochal.lifecycle import CheckpointPolicy, Tracking
+from epochal.lifecycle import CheckpointPolicy, Tracking, detach
 
 from ._keras_facts import file_state, scalars
 
@@ -42,6 +42,8 @@ class CheckpointFollower:
         @functools.wraps(save)
         def _save_model(epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> Any:
             path = self.tracking.call("checkpoint path", ckpt._get_file_path, epoch, batch, logs or {})
+            if path:
+                detach(path)  # Keras rewrites in place: a version stored earlier keeps its bytes
             before = file_state(path) if path else None
             result = save(epoch=epoch, batch=batch, logs=logs)
             if path and file_state(path) not in (None, before):

@@ -13,7 +13,7 @@ from typing import Any
 from epochal.media import Image
 from epochal.run import check_segment
 
-__all__ = ["project_name", "setup_facts", "log_datasets", "log_plots", "store_outputs", "unshare"]
+__all__ = ["project_name", "setup_facts", "log_datasets", "log_plots", "store_outputs"]
 
 log = logging.getLogger("epochal")
 _PLOTS = (".png", ".jpg", ".jpeg", ".svg")
@@ -84,14 +84,3 @@ def store_outputs(run: Any, trainer: Any) -> None:
         if Path(trainer.csv).is_file():
             shutil.copyfile(trainer.csv, Path(tmp) / "results.csv")
             run.log_artifact(Path(tmp) / "results.csv", name="results.csv", type="table")
-
-
-def unshare(path: Path) -> None:
-    """Give ``path`` its own inode when it shares one (a stored artifact) before it is rewritten in place."""
-    try:
-        if path.is_file() and path.stat().st_nlink > 1:
-            tmp = path.with_name(f".{path.name}.epochal.tmp")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("epochal: could not detach %s from the stored artifact: %r", path, exc)

@@ -38,10 +38,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from epochal.lifecycle import Checkpoints, CheckpointPolicy, Tracking, read_marker, write_marker
+from epochal.lifecycle import Checkpoints, CheckpointPolicy, Tracking, detach, read_marker, write_marker
 from epochal.names import ULTRALYTICS, epoch_step
 
-from ._ultralytics_facts import log_datasets, log_plots, project_name, setup_facts, store_outputs, unshare
+from ._ultralytics_facts import log_datasets, log_plots, project_name, setup_facts, store_outputs
 
 __all__ = ["EpochalCallbacks", "add_epochal_callbacks", "autolog"]
 
@@ -105,7 +105,7 @@ class EpochalCallbacks:
         """Data and model are ready, training starts next: open the run, record config and data."""
         save_dir = Path(trainer.save_dir)
         for path in save_dir.glob("weights/*.pt"):
-            unshare(path)  # stored versions of an earlier training, about to be rewritten in place
+            detach(path)  # stored versions of an earlier training, about to be rewritten in place
         defaults = {"name": save_dir.name, "project": project_name(trainer)}
         resume = read_marker(save_dir) if trainer.args.resume else None
         run = training.tracking.start(resume=resume, **{k: v for k, v in defaults.items() if v})

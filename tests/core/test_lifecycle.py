@@ -14,7 +14,7 @@ import pytest
 import epochal
 from epochal.artifacts import list_versions, read_manifest
 from epochal.lifecycle import (
-    CheckpointPolicy, Tracking, check_init_args, marker, owned_by, read_marker, write_marker,
+    CheckpointPolicy, Tracking, check_init_args, detach, marker, owned_by, read_marker, write_marker,
 )
 
 
@@ -295,3 +295,21 @@ def test_a_marker_naming_the_users_open_run_borrows_it():
         assert tracking.start(resume=marker(user)) is user and not tracking.owns
         tracking.end()
         assert not user._finished
+
+
+def test_detach_keeps_a_linked_checkpoint_intact_when_the_framework_rewrites_it(tmp_path):
+    run = epochal.init(project="p")
+    path = tmp_path / "best.ckpt"
+    path.write_bytes(b"epoch 1" * 100)
+    policy = CheckpointPolicy()
+    policy.saved(run, path, best=True)
+    policy.end(run)
+    run.finish()
+    stored = run.dir / list_versions(run.dir)[0].path
+    assert os.stat(stored).st_ino == os.stat(path).st_ino  # recorded without a second copy
+    detach(path)
+    assert os.stat(stored).st_ino != os.stat(path).st_ino
+    with open(path, "wb") as handle:  # what the framework does next: rewrite in place
+        handle.write(b"epoch 2")
+    assert stored.read_bytes() == b"epoch 1" * 100
+    detach(tmp_path / "missing.ckpt")  # nothing there: nothing to do

@@ -160,8 +160,12 @@ def test_canary_secret_never_reaches_disk(repo, monkeypatch):
     git(repo, "remote", "set-url", "origin", f"https://bob:{canary}@git.example.com/p.git")
     (repo / "train.py").write_text(f"token = '{canary}'\n")  # an uncommitted secret in the work tree
     config = {"lr": 0.1, "api_key": canary, "nested": {"client_secret": canary, "ok": 1},
-              "data_url": f"s3://key:{canary}@bucket/data", "hf_token": canary}
-    with epochal.init(project="secrets", config=config, sinks=["tensorboard"], system_interval=0.05) as run:
+              "data_url": f"s3://key:{canary}@bucket/data", "hf_token": canary,
+              "mirrors": [f"https://u:{canary}@mirror.example.com"], "accounts": [{"user": "a", "password": canary}],
+              "max_new_tokens": 20, "eos_token_id": 2, "sort_key": "loss"}
+    run = epochal.init(project="secrets", config=config, sinks=["tensorboard"], system_interval=0.05,
+                       notes=f"db at postgres://bob:{canary}@db.local/x", tags=[f"https://u:{canary}@h", "ok"])
+    with run:
         run.config.update({"password": canary, "auth_token": canary})
         run.summary["api_key"] = canary
         for step in range(3):
@@ -171,11 +175,16 @@ def test_canary_secret_never_reaches_disk(repo, monkeypatch):
         checkpoint.write_bytes(b"weights")
         run.log_artifact(checkpoint, name="model", metadata={"token": canary})
         run.log_dataset(repo / "train.py", "code")
+        raise_inside = RuntimeError(f"connecting to https://u:{canary}@db failed (password={canary})")
+        run.finish("failed", error=repr(raise_inside))
     files = [p for p in run.dir.rglob("*") if p.is_file()]
     assert len(files) >= 8 and any("tfevents" in p.name for p in files)
     leaked = [str(p.relative_to(run.dir)) for p in files if canary.encode() in p.read_bytes()]
     assert leaked == []
     assert read_json(run.dir / "run.json")["argv"][:4] == ["train.py", "--lr", "0.1", "--token"]
+    assert {k: read_json(run.dir / "config.json")[k] for k in ("max_new_tokens", "eos_token_id", "sort_key")} == {
+        "max_new_tokens": 20, "eos_token_id": 2, "sort_key": "loss"}
+    assert "RuntimeError" in read_json(run.dir / "run.json")["error"]
 
 
 def test_short_or_plain_secret_values_do_not_mangle_files(repo, monkeypatch):

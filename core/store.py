@@ -434,7 +434,14 @@ class StoreSink:
         if run.is_owner:
             from ._media_store import INDEX_FILE, end_torn_line, write_media
 
-            lines = write_media(run.dir, records)
+            try:
+                lines = write_media(run.dir, records)
+            except OSError as exc:  # a full disk: these media are lost (counted), later ones are written
+                if not _transient(exc):
+                    raise
+                self._failed(exc)
+                self._dropped[INDEX_FILE] = self._dropped.get(INDEX_FILE, 0) + len(records)
+                return
             if not lines:
                 return
             if INDEX_FILE not in self._fds and INDEX_FILE not in self._backlog:  # first append: after a torn line
@@ -446,7 +453,10 @@ class StoreSink:
         if run.is_owner:
             from .staging import clean_stale
 
-            clean_stale(run.dir)
+            try:
+                clean_stale(run.dir)
+            except OSError as exc:  # housekeeping only: never a failure of the store
+                log.warning("epochal: cleaning stale temp files in %s failed: %r", run.dir, exc)
 
     @hookimpl
     def epochal_artifact(self, run, artifact) -> None:
@@ -483,8 +493,8 @@ class StoreSink:
 
             try:
                 clean_stale(run.dir, finished=True)
-            except OSError:
-                pass
+            except OSError as exc:
+                log.warning("epochal: cleaning stale temp files in %s failed: %r", run.dir, exc)
         if self._backlog or self._rewrites:
             log.warning("epochal: run %s ended with %d bytes of records the disk did not take (%s); they are lost",
                         run.id, self._buffered, self._failing)

@@ -60,5 +60,9 @@ def run(quick: bool = False) -> Report:
         per_million = result["peak_mb"] * 1_000_000 / steps
         report.targets.append(target(per_million < 50, f"RSS growth under 50 MB per 1M steps (peak): "
                                                        f"{per_million:.1f} MB per 1M steps"))
+    from epochal.backlog import LIMIT_BYTES, WAKE_BYTES
+
+    report.notes.append(f"bound on rows between log() and the plugins: {WAKE_BYTES / MB:.0f} MB per row format "
+                        f"+ {LIMIT_BYTES / MB:.0f} MB waiting for the writer (epochal/backlog.py)")
     return report
 

@@ -59,8 +59,8 @@ class FrozenDict(dict):
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError("this mapping is a read-only snapshot; copy it with dict(...) to change it")
 
-    __setitem__ = __delitem__ = __ior__ = _refuse  # type: ignore[assignment]
-    clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
 
     def __hash__(self) -> int:  # type: ignore[override]
         return id(self)

@@ -229,6 +229,7 @@ class Run:
             epoch = self._epoch
         else:
             epoch = to_number("epoch", epoch)
+        buffer: bytearray | None
         try:  # the fast path: known names; packing is the copy and the number check at once, and
             fid, fmt, buffer = self._formats[tuple(metrics)]  # the packed bytes join their format's buffer
             buffer += fmt.pack(step, _time(), _NAN if epoch is None else epoch, *metrics.values())
@@ -488,7 +489,7 @@ class Run:
             if self._sampler is not None:
                 self._sampler.stop()
             if "_path_fingerprints" in self.__dict__:  # datasets fingerprinted off the training thread
-                self._path_fingerprints.wait(self.finish_timeout)
+                self.__dict__["_path_fingerprints"].wait(self.finish_timeout)
             if self.is_owner:
                 self._meta.update(
                     status=status, finished=_time(), last_step=self._next_step - 1, error=redact(error),
@@ -651,11 +652,11 @@ def init(
     ``failed`` when the block raises.
     """
     env = os.environ
-    mode = mode or env.get("EPOCHAL_MODE") or "enabled"
-    if mode not in ("enabled", "disabled", "offline", "online"):
-        raise ValueError(f"mode {mode!r} is not 'enabled' or 'disabled'")
+    chosen = mode or env.get("EPOCHAL_MODE") or "enabled"
+    if chosen not in ("enabled", "disabled", "offline", "online"):
+        raise ValueError(f"mode {chosen!r} is not 'enabled' or 'disabled'")
     project = project or env.get("EPOCHAL_PROJECT") or DEFAULT_PROJECT
-    if mode == "disabled":
+    if chosen == "disabled":
         return DisabledRun(project=project, name=name, config=config)
     root = Path(dir or env.get("EPOCHAL_DIR") or DEFAULT_DIR).expanduser().absolute()
     rank, world = distributed.rank(), distributed.world_size()

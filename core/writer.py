@@ -53,7 +53,7 @@ _MARK = Event("mark")  # put by a drain itself to end it
 class Lane:
     """One plugin's delivery thread, with failures counted per hook."""
 
-    def __init__(self, name: str, callers: dict[str, Callable[..., Any]], run: RunInfo, max_failures: int) -> None:
+    def __init__(self, name: str, callers: dict[str, Any], run: RunInfo, max_failures: int) -> None:
         self.name = name
         self.callers = callers
         self.run = run
@@ -143,7 +143,7 @@ class Writer:
         for plugin in pm.get_plugins():
             name = pm.get_name(plugin) or repr(plugin)
             others = [p for p in pm.get_plugins() if p is not plugin]
-            callers = {}
+            callers: dict[str, Any] = {}  # hook -> a caller of this plugin's implementation alone
             for hook in hooks:
                 caller = getattr(pm.hook, hook)
                 if any(impl.plugin is plugin for impl in caller.get_hookimpls()):

@@ -56,7 +56,7 @@ from .store import read_json, write_json_atomic
 
 __all__ = [
     "Tracking", "CheckpointPolicy", "Checkpoints", "check_init_args", "marker", "read_marker", "write_marker",
-    "MARKER_KEY", "MARKER_FILE", "owned_by", "plain", "detach",
+    "MARKER_KEY", "MARKER_FILE", "owned_by", "plain", "detach", "model_facts",
 ]
 
 log = logging.getLogger("epochal")
@@ -440,3 +440,15 @@ def plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return plain(value.value)
     return value
+
+
+def model_facts(model: Any) -> dict[str, Any]:
+    """``{"class", "parameters", "trainable_parameters"}`` of a torch module (sizes left out while lazy)."""
+    facts: dict[str, Any] = {"class": type(model).__name__}
+    try:
+        sizes = [(getattr(p, "ds_numel", None) or p.numel(), p.requires_grad) for p in model.parameters()]
+    except Exception:  # lazy (uninitialised) parameters have no size yet
+        return facts
+    facts["parameters"] = sum(n for n, _ in sizes)  # ds_numel: DeepSpeed ZeRO-3 shards report 0 elements
+    facts["trainable_parameters"] = sum(n for n, trainable in sizes if trainable)
+    return facts

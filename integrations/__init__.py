@@ -17,6 +17,7 @@ switched on at once, one imported later is switched on the moment its import fin
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import importlib.metadata
@@ -26,9 +27,9 @@ import re
 import sys
 import threading
 import warnings
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["FRAMEWORKS", "autolog", "enabled"]
+__all__ = ["FRAMEWORKS", "autolog", "enabled", "Patches", "after_init"]
 
 log = logging.getLogger("epochal")
 
@@ -182,3 +183,46 @@ class _HookedLoader(importlib.abc.Loader):
 
 
 _finder = _PostImportFinder()
+
+
+# -- what an integration's autolog swaps on a framework, and the way back ----------------------------
+_MISSING = object()
+
+
+class Patches:
+    """Attributes one integration's autolog replaced on framework classes or modules, and putting back
+    the very objects it found (``Class.__dict__`` entries, so an inherited method stays inherited)."""
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[Any, str, Any]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.saved)
+
+    def swap(self, owner: Any, name: str, wrap: Callable[[Any], Any]) -> None:
+        """Replace ``owner.name`` with ``wrap(current)``."""
+        before = vars(owner).get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
+        self.saved.append((owner, name, before))
+        setattr(owner, name, wrap(getattr(owner, name)))
+
+    def restore(self) -> None:
+        for owner, name, before in reversed(self.saved):
+            if before is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, before)
+        self.saved.clear()
+
+
+def after_init(original: Callable[..., None], hook: Callable[[Any], None], what: str) -> Callable[..., None]:
+    """An ``__init__`` running ``original`` then ``hook(self)``; a failing hook is logged, never raised."""
+
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        try:
+            hook(self)
+        except Exception as exc:
+            log.warning("epochal: autolog could not add %s to %s: %r", what, type(self).__name__, exc)
+
+    return __init__

@@ -1,29 +1,22 @@
-"""PyTorch Lightning: ``EpochalLogger``, a Lightning ``Logger`` that records into an epochal run.
+"""PyTorch Lightning: ``Trainer(logger=EpochalLogger(project="mnist"))``.
 
->>> trainer = Trainer(logger=EpochalLogger(project="mnist"))
+- Metrics at Lightning's step in the ``lightning`` dialect of :mod:`epochal.names`
+  (``train_loss_step`` -> ``train/loss``; ``prefix="fit"``: ``fit-train_loss_step`` -> ``fit/train/loss``).
+- Hyperparameters (dict, Namespace, dataclass) and model facts to the config; ``log_image``/``log_text``
+  take ``WandbLogger``'s arguments (:mod:`epochal.media`).
+- ``checkpoints="best"`` (default) | ``"last"`` | ``"all"`` | ``False``: ModelCheckpoint files as
+  versions of the ``model`` artifact (:class:`~epochal.lifecycle.CheckpointPolicy`).
+- ``name`` is the project, ``version`` the run id (ModelCheckpoint's default folder is
+  ``<run dir>/checkpoints``), ``experiment`` the :class:`epochal.Run` on every rank (the others
+  add hardware samples; metrics, config and checkpoints are rank zero's).
 
-- Metrics at Lightning's step, named by the ``lightning`` dialect of :mod:`epochal.names`
-  (``train_loss_step`` -> ``train/loss``; ``prefix="fit"`` -> ``fit/train/loss``, the original
-  ``fit-train_loss_step`` in the name map); Lightning's ``epoch`` key is each point's epoch.
-- ``log_hyperparams`` (dict, Namespace, dataclass) and model facts go to the config.
-- ``checkpoints="best"`` (default) | ``"last"`` | ``"all"`` | ``False``: ModelCheckpoint files
-  recorded as versions of the ``model`` artifact (:class:`epochal.lifecycle.CheckpointPolicy`).
-- ``name`` is the project, ``version`` the run id, so ModelCheckpoint's default folder is
-  ``<run dir>/checkpoints``; ``experiment`` is the :class:`epochal.Run` (on every rank: the
-  others add their hardware samples; metrics, config and checkpoints are rank zero's).
-- ``log_image(key, images, step=None, caption=None)`` and ``log_text(key, columns, data,
-  dataframe, step)`` take ``WandbLogger``'s arguments (see :mod:`epochal.media`).
-
-Which run, ending, failure and resume markers are :class:`epochal.lifecycle.Tracking`'s. Each
-checkpoint holds ``checkpoint["epochal"]`` (:func:`~epochal.lifecycle.marker`); loading one
-switches the logger to that run (Lightning opens loggers before it reads the checkpoint).
+Which run, ending, failure and resume are :class:`~epochal.lifecycle.Tracking`'s; checkpoints hold
+its marker, and loading one switches to that run (Lightning opens loggers before reading it).
 """
 
 from __future__ import annotations
 
 import copy
-import functools
-import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -36,14 +29,16 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without lightning
     raise ImportError("EpochalLogger needs lightning: pip install 'epochal[lightning]'") from exc
 
-from epochal.lifecycle import MARKER_KEY, CheckpointPolicy, Checkpoints, Tracking, marker, plain, read_marker
+from epochal.integrations import Patches, after_init
+from epochal.lifecycle import (
+    MARKER_KEY, CheckpointPolicy, Checkpoints, Tracking, marker, model_facts, plain, read_marker,
+)
 from epochal.media import image_batch, markdown_table
 from epochal.names import LIGHTNING
-from epochal.run import DEFAULT_DIR, DEFAULT_PROJECT, Run
+from epochal.query import root_dir
+from epochal.run import DEFAULT_PROJECT, Run
 
-__all__ = ["EpochalLogger", "autolog", "model_facts"]
-
-log = logging.getLogger("epochal")
+__all__ = ["EpochalLogger", "autolog"]
 
 
 class EpochalLogger(Logger):
@@ -60,14 +55,13 @@ class EpochalLogger(Logger):
         given = {k: v for k, v in {"project": project, "name": name, **init_kwargs}.items() if v is not None}
         self._tracking = Tracking("lightning", run=run, **given)
         self._policy = CheckpointPolicy(checkpoints, keep_last=keep_last)
-        self._dialect, self._prefix = LIGHTNING.with_prefix(prefix), prefix
+        self._dialect = LIGHTNING.with_prefix(prefix)
         self._marker: dict[str, str] | None = marker(run) if run is not None else None
         self._hparams: dict[str, Any] = {}
         self._saves: dict[str, Any] = {}  # ModelCheckpoint state_key -> (weak proxy, last global step stored)
         self._error: BaseException | None = None
         self.callback = _RunInCheckpoint(self)
 
-    # -- Lightning's Logger interface ---------------------------------------------------------
     @property
     def experiment(self) -> Run:
         """The run, opened on first use (and reopened after ``finalize`` for a later test/validate)."""
@@ -79,25 +73,20 @@ class EpochalLogger(Logger):
                 run.config.update(self._hparams)
         return tracking.run  # type: ignore[return-value]
 
-    def _setting(self, key: str, env: str, default: str) -> str:
-        return str(self._tracking.init_kwargs.get(key) or os.environ.get(env) or default)
-
     @property
     def name(self) -> str:
-        run = self._tracking.run
-        return run.project if run is not None else self._setting("project", "EPOCHAL_PROJECT", DEFAULT_PROJECT)
+        run, given = self._tracking.run, self._tracking.init_kwargs
+        return run.project if run else given.get("project") or os.environ.get("EPOCHAL_PROJECT") or DEFAULT_PROJECT
 
     @property
     def version(self) -> str | None:
         run = self._tracking.run
-        return run.id if run is not None else self._tracking.init_kwargs.get("id")
+        return run.id if run else self._tracking.init_kwargs.get("id")
 
     @property
     def save_dir(self) -> str:
         run = self._tracking.run
-        if run is not None:
-            return str(run.root)
-        return os.path.abspath(os.path.expanduser(self._setting("dir", "EPOCHAL_DIR", DEFAULT_DIR)))
+        return str(run.root if run else root_dir(self._tracking.init_kwargs.get("dir")))
 
     @property
     def root_dir(self) -> str:
@@ -126,10 +115,7 @@ class EpochalLogger(Logger):
     @rank_zero_only
     def log_image(self, key: str, images: list[Any], step: int | None = None,
                   caption: list[str | None] | None = None) -> None:
-        """Log a list of images (arrays, tensors, PIL images, figures, paths) under ``key``, as ``WandbLogger`` does.
-
-        ``step`` defaults to the step of the latest metrics; bad input raises a clear error.
-        """
+        """Images (arrays, tensors, PIL, figures, paths) under ``key`` at ``step`` (default: the latest metrics')."""
         self._log_media({key: image_batch(images, caption)}, step)
 
     @rank_zero_only
@@ -152,7 +138,7 @@ class EpochalLogger(Logger):
                 if loaded:  # read before the callback joined the trainer
                     self._follow(trainer, loaded)
             if self.experiment.is_owner:
-                self.experiment.config.setdefaults(model_facts(model))
+                self.experiment.config.setdefaults({"model": model_facts(model)})
 
     @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
@@ -192,7 +178,6 @@ class EpochalLogger(Logger):
         state.update(_saves={}, _error=None)
         return state
 
-    # -- resume --------------------------------------------------------------------------
     def _attach(self, trainer: Any) -> None:
         """Add the callback that keeps the run's marker in checkpoints (once per trainer)."""
         if not any(cb is self.callback for cb in trainer.callbacks):
@@ -239,18 +224,6 @@ class _RunInCheckpoint(Callback):
         self.logger._error = exception
 
 
-def model_facts(model: Any) -> dict[str, Any]:
-    """Class name and parameter counts (total, trainable) of a torch module."""
-    facts: dict[str, Any] = {"model_class": type(model).__name__}
-    try:
-        params = list(model.parameters())
-        facts["num_parameters"] = sum(p.numel() for p in params)
-        facts["num_trainable_parameters"] = sum(p.numel() for p in params if p.requires_grad)
-    except Exception:  # lazy (uninitialised) parameters have no size yet
-        pass
-    return facts
-
-
 def _facts(cb: Any, path: str, step: Any) -> dict[str, Any]:
     score = cb.best_k_models.get(path, cb.best_model_score if path == cb.best_model_path else cb.current_score)
     number = float(score.item() if hasattr(score, "item") else score) if score is not None else None
@@ -258,46 +231,31 @@ def _facts(cb: Any, path: str, step: Any) -> dict[str, Any]:
 
 
 def _trainer_of(model: Any) -> Trainer | None:
-    try:
-        trainer = model.trainer
-    except (AttributeError, RuntimeError):
-        return None
+    trainer = getattr(model, "_trainer", None)
     return trainer if isinstance(trainer, Trainer) else None
 
 
-# -- autolog ---------------------------------------------------------------------------------
-_patched: dict[str, Any] = {}
+_patches, _options = Patches(), {}  # autolog's swap of Trainer.__init__, and its EpochalLogger arguments
 
 
 def autolog(disable: bool = False, **logger_kwargs: Any) -> None:
-    """Give every new ``lightning.pytorch.Trainer`` an ``EpochalLogger(**logger_kwargs)`` unless it has one.
-
-    ``autolog(disable=True)`` puts ``Trainer.__init__`` back exactly as it was.
-    """
+    """Give every new ``Trainer`` an ``EpochalLogger(**logger_kwargs)`` unless it has one; ``disable`` undoes it."""
     if disable:
-        if "init" in _patched:
-            Trainer.__init__ = _patched.pop("init")  # type: ignore[method-assign]
-        _patched.pop("kwargs", None)
+        _patches.restore()
         return
     EpochalLogger(**logger_kwargs)  # argument errors surface here, not in every Trainer
-    _patched["kwargs"] = dict(logger_kwargs)
-    if "init" in _patched:
+    _options.clear()
+    _options.update(logger_kwargs)
+    if not _patches:
+        _patches.swap(Trainer, "__init__", lambda init: after_init(init, _add_logger, "EpochalLogger"))
+
+
+def _add_logger(trainer: Trainer) -> None:
+    if getattr(trainer, "barebones", False) or getattr(trainer, "fast_dev_run", False):
         return
-    original = _patched["init"] = Trainer.__dict__["__init__"]
-
-    @functools.wraps(original)
-    def __init__(self: Trainer, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        try:
-            if getattr(self, "barebones", False) or getattr(self, "fast_dev_run", False):
-                return
-            ours = [lg for lg in self.loggers if isinstance(lg, EpochalLogger)]
-            if not ours:
-                ours = [EpochalLogger(**_patched.get("kwargs", {}))]
-                self.loggers = [*self.loggers, *ours]
-            for logger in ours:  # attached now, so a checkpoint loaded before training is followed
-                logger._attach(self)
-        except Exception as exc:
-            log.warning("epochal: autolog could not add EpochalLogger to the Trainer: %r", exc)
-
-    Trainer.__init__ = __init__  # type: ignore[method-assign]
+    ours = [lg for lg in trainer.loggers if isinstance(lg, EpochalLogger)]
+    if not ours:
+        ours = [EpochalLogger(**_options)]
+        trainer.loggers = [*trainer.loggers, *ours]
+    for logger in ours:  # attached now, so a checkpoint loaded before training is followed
+        logger._attach(trainer)

@@ -23,8 +23,6 @@ records the same training.
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,13 +33,14 @@ try:
 except ImportError as _exc:  # pragma: no cover - exercised only without transformers
     raise ImportError("EpochalCallback needs transformers: pip install 'epochal[transformers]'") from _exc
 
-from epochal.lifecycle import CheckpointPolicy, Checkpoints, Tracking, plain, read_marker, write_marker
+from epochal.integrations import Patches, after_init
+from epochal.lifecycle import (
+    CheckpointPolicy, Checkpoints, Tracking, model_facts, plain, read_marker, write_marker,
+)
 from epochal.names import TRANSFORMERS
 from epochal.run import Run
 
 __all__ = ["EpochalCallback", "autolog"]
-
-log = logging.getLogger("epochal")
 _TEST = TRANSFORMERS.with_split("test")
 
 
@@ -135,12 +134,7 @@ def _config(args: Any, model: Any) -> dict[str, Any]:
         model_config: Any = getattr(model, "config", None)
         if hasattr(model_config, "to_dict"):
             values["model_config"] = model_config.to_dict()
-        total = trainable = 0
-        for param in model.parameters():
-            count = getattr(param, "ds_numel", None) or param.numel()  # DeepSpeed ZeRO-3 shards report 0
-            total += count
-            trainable += count if param.requires_grad else 0
-        values["model"] = {"class": type(model).__name__, "parameters": total, "trainable_parameters": trainable}
+        values["model"] = model_facts(model)
         adapters = getattr(model, "peft_config", None)  # PEFT models, or transformers models with adapters
         if isinstance(adapters, Mapping) and adapters:
             values["peft_config"] = {str(k): _adapter(c) for k, c in adapters.items()}
@@ -152,34 +146,21 @@ def _adapter(config: Any) -> Any:
         k: v for k, v in vars(config).items() if not k.startswith("_")}
 
 
-# -- autolog --------------------------------------------------------------------------------
-_original_init: Any = None
+_patches, _options = Patches(), {}  # autolog's swap of Trainer.__init__, and its EpochalCallback arguments
 
 
 def autolog(disable: bool = False, **kwargs: Any) -> None:
-    """Add an :class:`EpochalCallback` (made with ``kwargs``) to every ``Trainer`` that has none.
-
-    Patches ``transformers.Trainer.__init__``; ``autolog(disable=True)`` puts the original back.
-    """
-    global _original_init
-    trainer_cls = transformers.Trainer
+    """Add an ``EpochalCallback(**kwargs)`` to every ``transformers.Trainer`` that has none; ``disable`` undoes it."""
     if disable:
-        if _original_init is not None:
-            trainer_cls.__init__, _original_init = _original_init, None  # type: ignore[method-assign]
+        _patches.restore()
         return
     EpochalCallback(**kwargs)  # argument errors surface here, not inside every Trainer
-    if _original_init is None:
-        _original_init = trainer_cls.__dict__["__init__"]
-    original = _original_init
+    _options.clear()
+    _options.update(kwargs)
+    if not _patches:
+        _patches.swap(transformers.Trainer, "__init__", lambda init: after_init(init, _add_callback, "EpochalCallback"))
 
-    @functools.wraps(original)
-    def __init__(self: Any, *args: Any, **init_kwargs: Any) -> None:
-        original(self, *args, **init_kwargs)
-        try:
-            if not any(isinstance(cb, EpochalCallback) for cb in self.callback_handler.callbacks):
-                self.add_callback(EpochalCallback(**kwargs))
-        except Exception as exc:
-            log.warning("epochal: could not add EpochalCallback to %s: %r", type(self).__name__, exc)
 
-    trainer_cls.__init__ = __init__  # type: ignore[method-assign]
-
+def _add_callback(trainer: Any) -> None:
+    if not any(isinstance(cb, EpochalCallback) for cb in trainer.callback_handler.callbacks):
+        trainer.add_callback(EpochalCallback(**_options))

@@ -101,9 +101,9 @@ def test_fit_records_metrics_at_lightning_steps_hparams_checkpoints_and_finishes
     # hyperparameters from save_hyperparameters() and model facts
     config = run.config
     assert config["lr"] == 0.05 and config["hidden"] == 8
-    assert config["model_class"] == "Tiny"
-    assert config["num_parameters"] == 4 * 8 + 8 + 8 + 1
-    assert config["num_trainable_parameters"] == config["num_parameters"] - 8
+    assert config["model"]["class"] == "Tiny"
+    assert config["model"]["parameters"] == 4 * 8 + 8 + 8 + 1
+    assert config["model"]["trainable_parameters"] == config["model"]["parameters"] - 8
     # checkpoints: Lightning's default folder is inside the run; each save is an artifact version
     checkpoint_cb = fit.checkpoint_callback
     assert Path(checkpoint_cb.dirpath) == run.dir / "checkpoints"
@@ -339,7 +339,7 @@ def test_ddp_spawn_after_parent_side_hparams_keeps_the_runs_bookkeeping(run_root
     assert meta["name_map"]["train/loss"] == "train_loss_step"
     assert set(meta["metric_names"]) == {"train/loss", "train/loss_epoch", "val/loss"}
     run = epochal.open_run(run_id, dir=run_root)
-    assert run.config["batch_size"] == 8 and run.config["model_class"] == "Tiny"
+    assert run.config["batch_size"] == 8 and run.config["model"]["class"] == "Tiny"
     assert [s for s, _ in stored_points(run, "train/loss")] == list(range(2 * BATCHES))
     again = epochal.init(project="spawn", id=run_id, resume="must", system_interval=0)
     assert again.step == 2 * BATCHES  # a later resume continues after the last step

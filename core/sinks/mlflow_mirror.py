@@ -132,7 +132,8 @@ class Mirror:
 
     def _rejected(self, what: str, exc: RecordRejected) -> None:
         if exc.error_code in _RUN_LEVEL_ERRORS:
-            raise MirrorStopped(str(exc)) from None
+            raise MirrorStopped(f"{exc} (if MLflow run {self.run_id} was deleted, remove {self.dir / CURSOR_FILE} "
+                                "to mirror this run anew)") from None
         self.skipped += 1
         if self.skipped <= _MAX_WARNINGS:
             log.warning("epochal: %s; %s skipped (the run directory keeps it)", exc, what)

@@ -97,6 +97,25 @@ def test_values_are_truncated_with_a_marker_and_batches_honour_the_limits():
     assert [len(b) for b in chunks([{"k": i} for i in range(2500)], 1000)] == [1000, 1000, 500]
 
 
+def test_credentials_and_tls_are_read_as_mlflows_client_reads_them(monkeypatch):
+    for name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                 "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    plain = MlflowRest("https://mlflow.example:8443/")
+    assert plain._session.verify is True and "Authorization" not in plain._session.headers
+    assert plain.uri == "https://mlflow.example:8443"
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ann")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SECRET)
+    monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
+    basic = MlflowRest(f"https://bob:{SECRET}@mlflow.example")
+    assert basic._session.auth == ("ann", SECRET) and basic._session.verify is False
+    assert SECRET not in basic.uri and "bob" not in basic.uri  # what is shown and stored as the server's name
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", SECRET)
+    assert MlflowRest("http://h:5000")._session.headers["Authorization"] == f"Bearer {SECRET}"
+    with pytest.raises(ValueError, match="http"):
+        MlflowRest("file:///tmp/mlruns")
+
+
 # -- live mirror ---------------------------------------------------------------------------------------
 def test_live_mirror_reads_back_params_points_tags_status_and_artifact_bytes(mirrored, tmp_path):
     config = {"lr": 0.1, "model": {"depth": 3, "act": "relu"}, "bad key!": "x" * 7000, "none": None}
@@ -137,6 +156,7 @@ def test_live_mirror_reads_back_params_points_tags_status_and_artifact_bytes(mir
     assert got["artifacts"] == {f"model/{version}/weights.bin": sha256(weights)}
     cursor = read_json(run.dir / CURSOR_FILE)["servers"][mirrored.uri]
     assert cursor["status"] == "FINISHED" and cursor["artifacts"] == [f"model:{version}"]
+    assert "mlflow" not in sys.modules  # the mirror speaks REST; mlflow is never imported
 
 
 def test_a_resumed_run_continues_its_mlflow_run(mirrored):
@@ -302,7 +322,8 @@ def test_a_record_the_server_refuses_is_skipped_with_a_warning_not_retried(serve
 
 
 # -- faults -------------------------------------------------------------------------------------------
-def test_server_stopped_mid_run_and_restarted_every_point_exactly_once(mirrored):
+def test_server_stopped_mid_run_and_restarted_every_point_exactly_once(mirrored, monkeypatch):
+    monkeypatch.setenv("EPOCHAL_MLFLOW_BACKLOG_MB", "0.001")  # the outage's backlog is read back from metrics.bin
     run = epochal.init(project="outage", system_interval=0, finish_timeout=300)
     train(run, 200)
     run.flush()

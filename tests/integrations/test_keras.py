@@ -109,6 +109,12 @@ def _scenarios(root: Path) -> dict:
     out["all"] = model().fit(x, y, batch_size=16, epochs=3, validation_data=(xt, yt), callbacks=[each, cb],
                              verbose=0).history
 
+    # a second fit of the same model with the same callback continues its run
+    net, cb = model(), EpochalCallback(project="twice", name="twice", checkpoints=False)
+    for _ in range(2):
+        net.fit(x, y, batch_size=32, epochs=1, callbacks=[cb], verbose=0)
+        out.setdefault("twice", []).append(status(cb.run))
+
     # inside an explicit run, a bare callback logs into it and leaves ending it to the owner
     with epochal.init(project="explicit", name="explicit", config={"mine": 1}) as run:
         model().fit(x, y, batch_size=32, epochs=1, callbacks=[EpochalCallback()], verbose=0)
@@ -276,6 +282,15 @@ def test_the_run_ends_with_the_fit_and_evaluate_reopens_it(scenario):
     meta = read_json(run_dir / "run.json")
     assert (meta["status"], meta["resumed"]) == ("finished", 1)
     assert len(list((runs / "plain").iterdir())) == 1
+
+
+def test_another_fit_of_the_same_model_continues_its_run(scenario):
+    runs, result = scenario
+    run_dir = _run(runs, "twice", "twice")
+    assert result["twice"] == ["finished", "finished"] and len(list((runs / "twice").iterdir())) == 1
+    assert [r["step"] for r in _epoch_records(run_dir, "train/loss")] == [2, 4]
+    assert read_json(run_dir / "run.json")["resumed"] == 1
+    assert "model" not in read_manifest(run_dir).get("artifacts", {})  # checkpoints=False
 
 
 def test_autolog_records_early_stopping_and_evaluate_then_restores(scenario):

@@ -187,15 +187,16 @@ def test_checkpoints_all_records_every_epoch_and_false_none(run_root, data_yaml,
     assert "model" not in _check_artifacts_intact(_only_run(run_root, "ckpt-False"))
 
 
-def test_add_epochal_callbacks_logs_into_a_given_run(run_root, data_yaml, tmp_path):
-    """A run passed in is used as is (its name and project) and left open for the user."""
+@pytest.mark.parametrize("how", ["given", "current"])
+def test_add_epochal_callbacks_logs_into_a_given_or_the_users_run(run_root, data_yaml, tmp_path, how):
+    """A run passed in, or else the run the user opened, is used as is (its name and project) and left open."""
     import epochal
     from epochal.integrations.ultralytics import add_epochal_callbacks
     from ultralytics import YOLO
 
     with epochal.init(project="mine", name="outer", config={"epochs": "user value"}) as run:
         model = YOLO("yolov8n.yaml")
-        add_epochal_callbacks(model, run=run, keep_last=None)
+        add_epochal_callbacks(model, **({"run": run} if how == "given" else {}))
         model.train(data=data_yaml, project=str(tmp_path / "S"), name="T", **{**TRAIN, "epochs": 1})
         assert epochal.current_run() is run  # still open
         run.log({"extra": 1.0}, step=5)
@@ -203,6 +204,7 @@ def test_add_epochal_callbacks_logs_into_a_given_run(run_root, data_yaml, tmp_pa
     assert (meta["name"], meta["project"], meta["status"]) == ("outer", "mine", "finished")
     assert read_json(run.dir / "config.json")["epochs"] == "user value"  # the user's value wins
     assert [r["step"] for r in RunReader(run.dir).records()] == [1, 5]
+    assert [p.name for p in (run_root / "mine").iterdir()] == [run.id] and not (run_root / "S").exists()
 
 
 def test_classification_training(run_root, tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable, TextIO, TypeVar
 
 from .artifacts import list_versions
-from .sinks.mlflow_mapping import run_tags
+from .sinks.mlflow_mapping import alias_tag, run_tags
 from .sinks.mlflow_mirror import Mirror, MirrorStopped
 from .sinks.mlflow_rest import MlflowError, MlflowRest, ServerUnavailable, display_uri
 from .store import CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, effective_status, read_json, read_jsonl
@@ -93,8 +93,10 @@ def sync_run(run_dir: Path, rest: MlflowRest, out: TextIO | None = None) -> Sync
         for path in sorted(run_dir.glob("system*.jsonl")):
             samples = read_jsonl(path)[0]
             _retrying(lambda: mirror.push_system(path.name, samples), uri)
-        for version in list_versions(run_dir):
+        versions = list_versions(run_dir)
+        for version in versions:
             _retrying(lambda: mirror.push_artifact(version), uri)
+        _retrying(lambda: mirror.push_tags({alias_tag(v.name, a): v.version for v in versions for a in v.aliases}), uri)
         _retrying(lambda: mirror.push_summary(read_json(run_dir / SUMMARY_FILE, {}) or {}, meta.get("finished")), uri)
         _retrying(lambda: mirror.push_tags(run_tags({**meta, "status": status})), uri)
         _retrying(lambda: mirror.push_status(status, meta.get("finished") or _last_sign_of_life(run_dir, meta)), uri)

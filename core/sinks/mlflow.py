@@ -42,7 +42,7 @@ from ..hookspecs import hookimpl
 from ..records import ArtifactVersion, MetricBatch, RunInfo
 from ..staging import StagedArtifact
 from ..store import METRICS_FILE, SUMMARY_FILE, read_json, read_jsonl, system_file_name
-from .mlflow_mapping import run_tags
+from .mlflow_mapping import alias_tag, run_tags
 from .mlflow_mirror import Mirror, MirrorStopped
 from .mlflow_rest import MlflowError, MlflowRest, NotAnMlflowServer, RecordRejected, ServerUnavailable, resolve_uri
 
@@ -76,7 +76,8 @@ class MlflowSink:
         self._system_first = 0  # the number in the file of self._system[0]
         self._system_backlog = False
         self._artifacts: list[StagedArtifact | ArtifactVersion] = []
-        self._meta: dict[str, Any] | None = None
+        self._alias_tags: dict[str, str] = {}
+        self._meta: Mapping[str, Any] | None = None
         self._meta_dirty = False
         self._params: Mapping[str, Any] | None = None
         self._params_sent = False
@@ -190,6 +191,12 @@ class MlflowSink:
             self._pump()
 
     @hookimpl
+    def epochal_artifact_alias(self, run, name: str, version: str, alias: str) -> None:
+        if self.mirror is not None:
+            self._alias_tags[alias_tag(name, alias)] = version
+            self._pump()
+
+    @hookimpl
     def epochal_run_end(self, run, status: str) -> None:
         mirror = self.mirror
         if mirror is None:
@@ -232,6 +239,9 @@ class MlflowSink:
             complete = self._push_metrics(mirror)
             self._push_system(mirror)
             self._push_artifacts(mirror, final=status is not None)
+            if self._alias_tags and not self._artifacts:  # after the versions they point at
+                mirror.push_tags(self._alias_tags)
+                self._alias_tags = {}
             if status is not None:
                 if not complete or self._artifacts:
                     return "the run directory is ahead of what the store has written" if not complete else (

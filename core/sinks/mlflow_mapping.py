@@ -26,7 +26,8 @@ from ..query import flatten
 
 __all__ = [
     "MAX_METRICS", "MAX_PARAMS", "MAX_TAGS", "MAX_REQUEST_BYTES", "MAX_KEY", "MAX_PARAM_VALUE", "MAX_TAG_VALUE",
-    "TRUNCATED", "STATUS", "NameMapper", "truncate", "param_values", "run_tags", "summary_records", "chunks",
+    "TRUNCATED", "STATUS", "NameMapper", "truncate", "param_values", "run_tags", "alias_tag", "summary_records",
+    "chunks",
 ]
 
 MAX_METRICS = 1000
@@ -120,6 +121,11 @@ def run_tags(meta: Mapping[str, Any]) -> dict[str, str]:
     for label in meta.get("tags") or ():
         tags[str(label)] = "true"
     return {k: truncate(_text(v), MAX_TAG_VALUE) for k, v in tags.items() if v not in (None, "")}
+
+
+def alias_tag(name: str, alias: str) -> str:
+    """The tag naming the version an artifact alias points at: ``epochal.artifact.<name>.<alias>``."""
+    return f"epochal.artifact.{name}.{alias}"
 
 
 def _number(value: Any) -> bool:

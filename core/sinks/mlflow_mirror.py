@@ -34,7 +34,7 @@ from ..blocks import iter_block_spans
 from ..records import ArtifactVersion, RowFormat
 from ..store import read_json, write_json_atomic
 from .mlflow_mapping import (
-    MAX_METRICS, MAX_PARAMS, MAX_TAG_VALUE, MAX_TAGS, STATUS, NameMapper, chunks, param_values, summary_records, truncate,
+    MAX_METRICS, MAX_PARAMS, MAX_TAG_VALUE, MAX_TAGS, STATUS, NameMapper, alias_tag, chunks, param_values, summary_records, truncate,
 )
 from .mlflow_rest import MlflowRest, RecordRejected, ServerUnavailable
 
@@ -355,7 +355,10 @@ class Mirror:
         return path.strip("/")
 
     def push_artifact(self, version: ArtifactVersion) -> bool:
-        """Upload one stored artifact version's files to ``<name>/<version>/...`` (True once done or gone)."""
+        """Upload one stored artifact version's files to ``<name>/<version>/...`` (True once done or gone).
+
+        Its aliases become tags ``epochal.artifact.<name>.<alias>`` = version.
+        """
         key = f"{version.name}:{version.version}"
         if key in self._artifacts_done:
             return True
@@ -382,6 +385,7 @@ class Mirror:
         self._artifacts_done.add(key)
         self.state["artifacts"] = sorted(self._artifacts_done)
         self.save()
+        self.push_tags({alias_tag(version.name, alias): version.version for alias in version.aliases})
         return True
 
     def close(self) -> None:

@@ -129,6 +129,7 @@ def test_live_mirror_reads_back_params_points_tags_status_and_artifact_bytes(mir
     weights = tmp_path / "weights.bin"
     weights.write_bytes(os.urandom(50_000))
     version = run.log_artifact(weights, name="model").version
+    run.set_alias("model", version, "best")
     run.config["lr"] = 0.2  # params are immutable in MLflow: the change becomes a tag
     run.summary["best"] = 0.5
     run.finish()
@@ -154,6 +155,7 @@ def test_live_mirror_reads_back_params_points_tags_status_and_artifact_bytes(mir
     assert [p[2] for p in stored["system/cpu/percent"]] == [12.5, 25.0]
     assert [p[2] for p in stored["best"]] == [0.5]  # a summary value never logged becomes a metric
     assert got["artifacts"] == {f"model/{version}/weights.bin": sha256(weights)}
+    assert tags["epochal.artifact.model.latest"] == tags["epochal.artifact.model.best"] == version
     cursor = read_json(run.dir / CURSOR_FILE)["servers"][mirrored.uri]
     assert cursor["status"] == "FINISHED" and cursor["artifacts"] == [f"model:{version}"]
     assert "mlflow" not in sys.modules  # the mirror speaks REST; mlflow is never imported
@@ -238,6 +240,7 @@ def test_sync_of_a_run_recorded_without_mirror_then_a_second_sync_sends_nothing(
     assert got["metrics"]["train/loss"] == points(run.dir)["train/loss"]
     assert got["metrics"]["system/gpu/util"][0][2] == 50.0
     assert got["params"] == {"opt.name": "sgd"} and got["artifacts"] == {f"notes/{version}/a.txt": sha256(tmp_path / "a.txt")}
+    assert got["tags"]["epochal.artifact.notes.latest"] == version
     assert read_json(run.dir / "run.json")["mlflow"]["run_id"] == got["info"]["run_id"]
 
 

@@ -35,6 +35,7 @@ What counts as a secret:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -82,6 +83,7 @@ def _words(name: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(name)]
 
 
+@functools.lru_cache(maxsize=4096)
 def _name_kind(name: str) -> str:
     """``"always"`` (a secret name), ``"maybe"`` (secret if the value looks like a credential) or ``""``."""
     words = _words(str(name))
@@ -239,16 +241,20 @@ def secret_values(environ: Mapping[str, str] | None = None, argv: Iterable[str] 
     return sorted({v for v in values if _secret_like(v)}, key=len, reverse=True)
 
 
-_cache: tuple[int, list[str]] = (0, [])
+_cache: tuple[dict[Any, Any] | None, list[str] | None, list[str]] = (None, None, [])
 
 
 def _process_secrets() -> list[str]:
-    """:func:`secret_values` of this process, recomputed only when the environment or argv changed."""
+    """:func:`secret_values` of this process, recomputed only when the environment or argv changed
+    (one C-level dict comparison per call, not a re-scan)."""
     global _cache
-    stamp = hash((tuple(os.environ.items()), tuple(sys.argv)))
-    if _cache[0] != stamp:
-        _cache = (stamp, secret_values())
-    return _cache[1]
+    env = getattr(os.environ, "_data", None)
+    env = dict(os.environ) if not isinstance(env, dict) else env
+    cached_env, cached_argv, values = _cache
+    if env != cached_env or sys.argv != cached_argv:
+        values = secret_values()
+        _cache = (dict(env), list(sys.argv), values)
+    return values
 
 
 def safe_environment(environ: Mapping[str, str]) -> dict[str, str]:

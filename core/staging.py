@@ -232,9 +232,9 @@ def _clone(src: Path, dst: Path) -> bool:
 
 
 # -- stale temp files ----------------------------------------------------------------------
-def _alive(pid: int, finished: bool) -> bool:
+def _alive(pid: int, ours_done: bool) -> bool:
     if pid == os.getpid():
-        return not finished  # at the end of the run our own temp files are finished with
+        return not ours_done
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -245,20 +245,23 @@ def _alive(pid: int, finished: bool) -> bool:
 
 
 def clean_stale(run_dir: Path, finished: bool = False) -> int:
-    """Remove temp files and staging folders of dead writers (and the caller's own leftovers), version
-    folders the manifest does not list, and blobs nothing references. Returns how many entries went.
+    """Remove temp files and staging folders of dead writers, version folders the manifest does not list,
+    and blobs nothing references. Returns how many entries went.
 
-    Called by the run's owner only (when the run opens and, with ``finished=True``, when it ends, after
-    every artifact was committed), so nothing live is touched: a live process's temp file is kept
-    whatever its age. Never follows a symlink.
+    Called by the run's owner only: when the run opens, and with ``finished=True`` when the store's
+    lane ends the run, when the caller's own artifact leftovers (staging, manifest temps: every
+    artifact was committed by then) go too. Other plugins' lanes may still be writing elsewhere at
+    that moment, so their folders lose only the temp files of processes that are gone. Never follows
+    a symlink; a live process's temp file is kept whatever its age.
     """
     run_dir = Path(run_dir)
-    removed = 0
     artifacts = run_dir / "artifacts"
-    for folder in (run_dir, artifacts, artifacts / ".blobs", run_dir / "environment", run_dir / "media"):
+    removed = 0
+    for folder, ours_done in ((run_dir, False), (run_dir / "environment", False), (run_dir / "media", False),
+                              (artifacts, finished), (artifacts / ".blobs", finished)):
         for entry in _entries(folder):
             match = _TEMP.match(entry.name)
-            if match and not entry.is_dir(follow_symlinks=False) and not _alive(int(match.group("pid")), finished):
+            if match and not entry.is_dir(follow_symlinks=False) and not _alive(int(match.group("pid")), ours_done):
                 removed += _remove(entry)
     for entry in _entries(artifacts / STAGING_DIR):
         match = _STAGED.match(entry.name)

@@ -198,15 +198,23 @@ def test_kill_during_log_artifact_lists_no_half_version_and_cleans_its_temp_file
     assert list_versions(run_dir) == []  # ... but no version is listed
     reader = epochal.open_run("killed")
     assert reader.artifacts() == [] and reader.status == "crashed"
-    (run_dir / "artifacts" / ".manifest.json.999999.abc123.tmp").write_text("{}")  # a dead writer's temp file
-    (run_dir / f".run.json.{os.getpid()}.live_1.tmp").write_text("{}")  # ours, live: kept while the run is open
+    dead = child.pid  # reaped: no process has this pid now
+    (run_dir / "artifacts" / f".manifest.json.{dead}.abc123.tmp").write_text("{}")  # a dead writer's temp files
+    (run_dir / "environment").mkdir(exist_ok=True)
+    (run_dir / "environment" / f".git.diff.{dead}.w.tmp").write_text("x")
+    live = run_dir / "environment" / f".other.txt.{os.getpid()}.w.tmp"  # a live writer's (ours)
+    live.write_text("x")
     run = epochal.init(project="p", id="killed", resume="allow", system_interval=0)
     run.flush()
     assert list(staging.iterdir()) == []
-    assert not (run_dir / "artifacts" / ".manifest.json.999999.abc123.tmp").exists()
-    assert (run_dir / f".run.json.{os.getpid()}.live_1.tmp").exists()
+    assert not (run_dir / "artifacts" / f".manifest.json.{dead}.abc123.tmp").exists()
+    assert not (run_dir / "environment" / f".git.diff.{dead}.w.tmp").exists()
+    assert live.exists()
+    ours = run_dir / "artifacts" / ".staging" / f"{os.getpid()}-999999"  # our own leftover: gone at the end
+    ours.mkdir()
     run.finish()
-    assert not (run_dir / f".run.json.{os.getpid()}.live_1.tmp").exists()  # at the end, ours are gone too
+    assert not ours.exists() and live.exists()  # another lane may still be writing its own temp file
+    live.unlink()
     assert [p.name for p in run_dir.rglob("*.tmp")] == []
     assert epochal.open_run("killed").status == "finished"
 

@@ -219,9 +219,9 @@ class Writer:
                     pass
 
     def _seal(self) -> None:
-        """Move the backlog's rows to the outbox (the caller holds the lock)."""
+        """Move the backlog's rows to the outbox (the caller holds the lock); after the stop, drop them."""
         runs = self.backlog.cut()
-        if runs:
+        if runs and not self._stopped:
             self.outbox.put(runs)
             self._sealed += sum(len(rows) for _, rows in runs)
 

@@ -341,3 +341,15 @@ def test_a_starved_writer_never_lets_the_backlog_grow_past_its_bound():
     run.finish()
     rows = read_metrics(run.dir)[0]
     assert len(rows) == 300_000 and [r["step"] for r in rows] == list(range(300_000))
+
+
+def test_rows_logged_after_finish_are_dropped_not_kept():
+    from epochal.backlog import WAKE_BYTES
+
+    run = epochal.init(system_interval=0)
+    run.log({"a": 1.0})
+    run.finish()
+    for _ in range(100_000):  # 3.2 MB of rows nobody will write
+        run.log({"a": 2.0})
+    assert run._writer._sealed == 0 and run._writer.backlog.pending_bytes() <= WAKE_BYTES
+    assert [r["a"] for r in read_metrics(run.dir)[0]] == [1.0]

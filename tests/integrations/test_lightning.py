@@ -361,3 +361,20 @@ def test_an_unpickled_logger_continues_the_same_run_without_a_second_handle(run_
     meta = json.loads((Path(logger.log_dir) / "run.json").read_text())
     assert meta["status"] == "finished" and meta["last_step"] == 2 and meta["metric_names"] == ["train/loss"]
     assert [r["train/loss"] for r in epochal.open_run(logger.version, dir=run_root).records()] == [1.0, 0.5, 0.25]
+
+
+def test_a_stored_checkpoint_keeps_its_bytes_when_a_resumed_fit_rewrites_the_file(run_root):
+    """Stored as a hardlink at the end of the fit (no second copy); Lightning writes checkpoints to a new
+    file and renames it over the old name, so the stored inode is never rewritten."""
+    first = EpochalLogger(project="keep")
+    trainer(first, epochs=1, callbacks=[ModelCheckpoint(save_top_k=0, save_last=True)]).fit(Tiny(), loader(), loader())
+    last = Path(first.log_dir) / "checkpoints" / "last.ckpt"
+    (version,) = epochal.open_run(first.version, dir=run_root).artifacts()
+    stored = epochal.open_run(first.version, dir=run_root).path("model", version.version)
+    assert version.metadata["filename"] == "last.ckpt" and os.stat(stored).st_ino == os.stat(last).st_ino  # no copy
+
+    second = EpochalLogger(project="keep")
+    trainer(second, epochs=2, callbacks=[ModelCheckpoint(save_top_k=0, save_last=True)]).fit(
+        Tiny(), loader(), loader(), ckpt_path=str(last))
+    assert torch.load(last, weights_only=False)["global_step"] == 2 * BATCHES
+    assert torch.load(stored, weights_only=False)["global_step"] == BATCHES  # the first fit's version is intact

@@ -235,7 +235,8 @@ def _trainer_of(model: Any) -> Trainer | None:
     return trainer if isinstance(trainer, Trainer) else None
 
 
-_patches, _options = Patches(), {}  # autolog's swap of Trainer.__init__, and its EpochalLogger arguments
+_patches = Patches()  # autolog's swap of Trainer.__init__
+_options: dict[str, Any] = {}  # and the arguments of the callback/logger it adds
 
 
 def autolog(disable: bool = False, **logger_kwargs: Any) -> None:

@@ -146,7 +146,8 @@ def _adapter(config: Any) -> Any:
         k: v for k, v in vars(config).items() if not k.startswith("_")}
 
 
-_patches, _options = Patches(), {}  # autolog's swap of Trainer.__init__, and its EpochalCallback arguments
+_patches = Patches()  # autolog's swap of Trainer.__init__
+_options: dict[str, Any] = {}  # and the arguments of the callback/logger it adds
 
 
 def autolog(disable: bool = False, **kwargs: Any) -> None:

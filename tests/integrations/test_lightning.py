@@ -287,15 +287,19 @@ if fit.global_rank == 0:
 """
 
 
-def test_ddp_two_processes_make_one_run_with_hardware_from_both_ranks(run_root, tmp_path):
-    script = tmp_path / "train_ddp.py"
-    script.write_text(textwrap.dedent(DDP_SCRIPT.format(tests=str(Path(__file__).parent))))
+def run_script(source: str, run_root: Path, tmp_path: Path) -> list[str]:
+    """Run a training script (this folder importable) in a fresh interpreter; its ``RUN ...`` line, split."""
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(source.format(tests=str(Path(__file__).parent))))
     env = {**os.environ, "EPOCHAL_DIR": str(run_root), "PYTHONWARNINGS": "ignore"}
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RUN "))
-    _, run_id, global_step = line.split()
+    return next(x for x in done.stdout.splitlines() if x.startswith("RUN ")).split()[1:]
+
+
+def test_ddp_two_processes_make_one_run_with_hardware_from_both_ranks(run_root, tmp_path):
+    run_id, global_step = run_script(DDP_SCRIPT, run_root, tmp_path)
 
     runs = list((run_root / "ddp").iterdir())
     assert [p.name for p in runs] == [run_id]
@@ -325,13 +329,7 @@ if __name__ == "__main__":
 
 
 def test_ddp_spawn_after_parent_side_hparams_keeps_the_runs_bookkeeping(run_root, tmp_path):
-    script = tmp_path / "train_spawn.py"
-    script.write_text(textwrap.dedent(SPAWN_SCRIPT.format(tests=str(Path(__file__).parent))))
-    env = {**os.environ, "EPOCHAL_DIR": str(run_root), "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    run_id = next(x for x in done.stdout.splitlines() if x.startswith("RUN ")).split()[1]
+    (run_id,) = run_script(SPAWN_SCRIPT, run_root, tmp_path)
     assert [p.name for p in (run_root / "spawn").iterdir()] == [run_id]
     meta = json.loads((run_root / "spawn" / run_id / "run.json").read_text())
     # the parent's stale handle neither finished the run nor overwrote what the spawned rank 0 wrote

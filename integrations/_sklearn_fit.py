@@ -107,10 +107,11 @@ class _Session:
             metrics = training_metrics(est, self.data, self.y, self.sample_weight, tracking.warn)
             if metrics:
                 run.log({train_name(k): v for k, v in metrics.items()})
-            with tracking.guard("training plots"):
-                plots = training_plots(est, self.data, self.y, self.sample_weight)
-                if plots:
-                    run.log(plots, step=max(run.step - 1, 0))  # beside the training metrics
+            if self.options.get("log_plots", True):
+                with tracking.guard("training plots"):
+                    plots = training_plots(est, self.data, self.y, self.sample_weight)
+                    if plots:
+                        run.log(plots, step=max(run.step - 1, 0))  # beside the training metrics
         run.summary.update(fit_time=seconds)
         children = None
         if searched:

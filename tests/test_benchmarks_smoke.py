@@ -58,3 +58,11 @@ def test_media_loop_of_epochal_reports_per_call_figures(tmp_path):
     for kind in ("image", "histogram"):
         result = media.measure("epochal", kind, n=3, tmp=str(tmp_path / kind))
         assert result["n"] == 3 and 0 < result["one_us"] and 0 < result["hot_us"] <= result["total_us"]
+
+
+def test_sklearn_autolog_bench_measures_a_search(tmp_path):
+    from benchmarks import sklearn_autolog
+
+    result = sklearn_autolog.measure("epochal, log_plots=False", tmp=str(tmp_path), repeats=1)
+    assert result["seconds"] > 0 and result["cpu"] > 0
+    assert result["runs"] == 2 * 6  # the untimed and the timed search: each its run + 5 child runs

@@ -518,3 +518,14 @@ def test_autolog_validates_its_arguments():
     with pytest.raises(TypeError, match="log_models must be True or False"):
         epochal_sklearn.autolog(log_models="yes")
     assert "sklearn" not in epochal.integrations.enabled()
+
+
+@pytest.mark.parametrize("log_plots", [True, False])
+def test_training_plots_can_be_switched_off(autolog, run_root, binary_data, log_plots):
+    X, y, _, _ = binary_data
+    autolog(log_models=False, log_plots=log_plots)
+    LogisticRegression().fit(X, y)
+    (run_dir, meta), = stored_runs(run_root).values()
+    reader = epochal.open_run(meta["id"], project=PROJECT)
+    assert len(reader.media()) == (3 if log_plots else 0)  # confusion matrix, ROC, PR
+    assert "train/accuracy" in read_json(run_dir / "summary.json")

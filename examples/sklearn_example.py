@@ -34,10 +34,10 @@ def main() -> None:
 
     # 1. A pipeline: one run (not one per step) with params, train/* metrics, dataset fingerprint, model.
     pipe = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())]).fit(X_train, y_train)
-    print("pipeline test accuracy:", pipe.score(X_test, y_test))                 # -> test/accuracy
-    # sklearn.metrics.* called on a prediction of a tracked model -> test/<metric> (look the function up
+    print("pipeline test accuracy:", pipe.score(X_test, y_test))                 # -> test/accuracy@X_test
+    # sklearn.metrics.* called on a prediction of a tracked model -> test/<metric>@<dataset> (look the function up
     # through the module: a `from sklearn.metrics import f1_score` done before autolog() is not patched).
-    print("pipeline test f1:", sklearn.metrics.f1_score(y_test, pipe.predict(X_test)))   # -> test/f1
+    print("pipeline test f1:", sklearn.metrics.f1_score(y_test, pipe.predict(X_test)))   # -> test/f1@X_test
 
     # 2. A grid search: one parent run (cv_results table, best params) + the top 3 candidates as child runs.
     search = GridSearchCV(pipe, {"clf__C": [float(c) for c in np.logspace(-3, 2, 6)]}, cv=3).fit(X_train, y_train)

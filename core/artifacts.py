@@ -44,13 +44,13 @@ from typing import Any, Iterable, Mapping
 
 from .records import ArtifactVersion
 from .redact import redact
-from .store import folder_inside, inside, read_json, write_json_atomic
+from .store import UnsafePathError, folder_inside, inside, read_json, write_json_atomic
 from .values import jsonable
 
 __all__ = [
     "ARTIFACTS_DIR", "MANIFEST_FILE", "store_artifact", "set_alias", "read_manifest", "list_versions", "read_versions",
     "resolve", "check_name", "check_alias", "commit", "collect_files", "collect_garbage", "default_name",
-    "alias_request",
+    "alias_request", "file_artifact", "apply_alias",
 ]
 
 log = logging.getLogger("epochal")
@@ -307,6 +307,30 @@ def commit(run_dir: Path, staged: Any) -> ArtifactVersion:
             return _as_version(staged.name, entry, item["aliases"])
     finally:
         shutil.rmtree(staged.staging, ignore_errors=True)
+
+
+def file_artifact(run_dir: Path, staged: Any) -> ArtifactVersion | None:
+    """:func:`commit` a staged artifact and resolve its handle; a refusal is a warning and ``None``."""
+    try:
+        stored = commit(run_dir, staged)
+    except (OSError, KeyError) as exc:
+        staged.resolve(None)
+        log.warning("epochal: artifact %r %s was not stored: %s", staged.name, staged.version,
+                    str(exc) if isinstance(exc, UnsafePathError) else repr(exc))
+        return None
+    except BaseException:
+        staged.resolve(None)
+        raise
+    staged.resolve(stored)
+    return stored
+
+
+def apply_alias(run_dir: Path, name: str, version: str, alias: str) -> None:
+    """:func:`set_alias` for ``Run.set_alias``; a refusal is a warning."""
+    try:
+        set_alias(run_dir, name, version, alias)
+    except (OSError, KeyError) as exc:
+        log.warning("epochal: alias %r of artifact %r could not be set: %s", alias, name, exc)
 
 
 def store_artifact(

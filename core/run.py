@@ -419,13 +419,17 @@ class Run:
         ``version`` known; the store hashes and files it on its own thread. ``link=True``
         promises the file will not change again (a final checkpoint): it is hardlinked where
         possible instead of copied. Bad arguments raise; a full disk or a refused write is a
-        warning and ``None``.
+        warning and ``None``. After ``finish()`` the version is filed on this thread.
         """
-        if not self.is_owner or self._finished:
+        if not self.is_owner:
             return None
         staged = self._artifact_stager().stage(
             path, name=name, type=type, aliases=aliases, metadata=metadata, keep_last=keep_last, link=link)
         if staged is not None:
+            if self._finished:  # no store lane any more
+                from .artifacts import file_artifact
+
+                return staged if file_artifact(self.dir, staged) is not None else None
             self._emit("epochal_artifact", artifact=staged)
         return staged
 
@@ -439,10 +443,14 @@ class Run:
 
     def set_alias(self, name: str, version: str, alias: str) -> None:
         """Point ``alias`` (e.g. ``best``) of artifact ``name`` at ``version`` (applied in order with the artifacts)."""
-        if self.is_owner and not self._finished:
-            from .artifacts import alias_request
+        if self.is_owner:
+            from .artifacts import alias_request, apply_alias
 
-            self._emit("epochal_artifact_alias", **alias_request(self._artifact_stager(), name, version, alias))
+            request = alias_request(self._artifact_stager(), name, version, alias)
+            if self._finished:  # no store lane any more
+                apply_alias(self.dir, **request)
+            else:
+                self._emit("epochal_artifact_alias", **request)
 
     def log_dataset(self, data: Any, name: str) -> dict[str, Any]:
         """Fingerprint a path, array or DataFrame and record it under ``datasets.<name>`` in run.json.

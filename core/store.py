@@ -462,28 +462,16 @@ class StoreSink:
     def epochal_artifact(self, run, artifact) -> None:
         if not run.is_owner or not hasattr(artifact, "resolve"):
             return
-        from .artifacts import commit
+        from .artifacts import file_artifact
 
-        try:
-            artifact.resolve(commit(run.dir, artifact))
-        except (OSError, KeyError) as exc:
-            artifact.resolve(None)
-            log.warning("epochal: artifact %r %s was not stored: %s", artifact.name, artifact.version,
-                        str(exc) if isinstance(exc, UnsafePathError) else repr(exc))
-        except BaseException:
-            artifact.resolve(None)
-            raise
+        file_artifact(run.dir, artifact)
 
     @hookimpl
     def epochal_artifact_alias(self, run, name: str, version: str, alias: str) -> None:
-        if not run.is_owner:
-            return
-        from .artifacts import set_alias
+        if run.is_owner:
+            from .artifacts import apply_alias
 
-        try:
-            set_alias(run.dir, name, version, alias)
-        except (OSError, KeyError) as exc:
-            log.warning("epochal: alias %r of artifact %r could not be set: %s", alias, name, exc)
+            apply_alias(run.dir, name, version, alias)
 
     @hookimpl
     def epochal_run_end(self, run, status: str) -> None:

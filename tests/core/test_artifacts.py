@@ -245,3 +245,14 @@ def test_empty_folder_artifact_still_resolves(tmp_path):
     version = run.log_artifact(empty)
     run.finish()
     assert version.files == 0 and epochal.open_run(run.id).path("empty").is_dir()
+
+
+def test_artifacts_and_aliases_after_finish_are_filed_at_once(tmp_path):
+    source = tmp_path / "final.pt"
+    source.write_bytes(b"final weights")
+    run = epochal.init(system_interval=0)
+    run.finish()
+    version = run.log_artifact(source, name="model")  # e.g. an integration's end-of-training hook, late
+    run.set_alias("model", version.version, "best")
+    reader = epochal.open_run(run.id)
+    assert version.wait(0) is not None and reader.path("model", "best").read_bytes() == b"final weights"

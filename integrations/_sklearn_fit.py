@@ -61,7 +61,7 @@ class _Session:
         init = dict(options.get("init", {}))
         init["tags"] = ["sklearn", *init.get("tags", ())]
         self.tracking = tracking = Tracking("sklearn")
-        self.run = run = tracking.start(name=cls.__name__, **init)
+        self.run = run = tracking.start(**{"name": cls.__name__, **init})  # autolog(name=...) wins
         self.active = run.is_owner and not run.disabled
         bound = _bind(original, estimator, args, kwargs)
         self.X, self.y = bound.get("X"), bound.get("y", bound.get("Y"))

@@ -64,6 +64,10 @@ def autolog(disable: bool = False, log_models: bool = True, max_child_runs: int 
         raise ValueError(f"sklearn autolog(): max_child_runs must be an int >= 0 (0 logs no candidate runs), "
                          f"got {max_child_runs!r}")
     init = check_init_args("sklearn autolog()", init_kwargs)
+    fixed = sorted({"id", "resume"} & set(init))
+    if fixed:
+        raise TypeError(f"sklearn autolog() opens a new run for each fit, so it takes no {fixed}; to log fits into "
+                        "one run, open it yourself (with epochal.init(id=..., resume=...):) and fit inside it")
     try:
         import sklearn  # noqa: F401
     except ImportError:

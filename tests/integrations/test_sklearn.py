@@ -512,6 +512,20 @@ def test_a_search_without_refit_warns(autolog, run_root, binary_data, caplog):
     assert not (parent / "artifacts" / "model").exists() and (parent / "artifacts" / "cv_results").exists()
 
 
+def test_autolog_init_arguments_reach_every_run(run_root, binary_data):
+    X, y, _, _ = binary_data
+    epochal_sklearn.autolog(project=PROJECT, name="nightly", tags=["ci"], notes="n", system_interval=0,
+                            log_models=False)
+    try:
+        LogisticRegression().fit(X, y)
+    finally:
+        epochal_sklearn.autolog(disable=True)
+    _, meta = only_run(run_root)
+    assert meta["name"] == "nightly" and set(meta["tags"]) == {"sklearn", "ci"} and meta["notes"] == "n"
+    with pytest.raises(TypeError, match=r"takes no \['id'\].*epochal.init\(id=..."):
+        epochal_sklearn.autolog(id="fixed")
+
+
 def test_autolog_validates_its_arguments():
     with pytest.raises(ValueError, match="max_child_runs must be an int >= 0.*got -1"):
         epochal_sklearn.autolog(max_child_runs=-1)

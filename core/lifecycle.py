@@ -373,6 +373,11 @@ class CheckpointPolicy:
         self._best: tuple[str, dict[str, Any]] | None = None
         self._stored: dict[str, str] = {}  # path -> version recorded ("all")
 
+    def begin(self) -> None:
+        """A training begins: forget what an earlier one reported (one policy serves each fit in turn)."""
+        self._last = self._best = None
+        self._stored = {}
+
     @property
     def seen(self) -> bool:
         """True once the framework reported a saved checkpoint (an integration may save one itself if not)."""

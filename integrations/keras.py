@@ -70,8 +70,7 @@ class EpochalCallback(keras.callbacks.Callback):
         if log_every_n_batches is not None and (type(log_every_n_batches) is not int or log_every_n_batches < 1):
             raise ValueError(f"log_every_n_batches must be a positive int or None, got {log_every_n_batches!r}")
         self.tracking = Tracking("keras", run=run, **init_kwargs)
-        self._policy_args = {"checkpoints": checkpoints, "keep_last": keep_last}
-        self.policy = CheckpointPolicy(**self._policy_args)  # bad values fail here
+        self.policy = CheckpointPolicy(checkpoints, keep_last=keep_last)  # bad values fail here
         self._every, self._data = log_every_n_batches or 0, None
         self._fit_args: dict[str, Any] = {}  # what autolog saw of the fit call
         self._in_epoch, self._epoch, self._epoch_step, self._last_batch_log = False, 0, 0, 0
@@ -107,7 +106,7 @@ class EpochalCallback(keras.callbacks.Callback):
         if self.tracking.owns and not run.disabled:
             for folder in backups:
                 self.tracking.call("resume marker", write_marker, folder, run)
-        self.policy = CheckpointPolicy(**self._policy_args)
+        self.policy.begin()
         saving = [c for c in others if isinstance(c, keras.callbacks.ModelCheckpoint)] if self.policy.mode else []
         self.follower = CheckpointFollower(self.tracking, self.policy, saving, self._position)
         self._epoch_step = self._last_batch_log = iterations(model)

@@ -80,9 +80,9 @@ class EpochalCallbacks:
     def __init__(self, run: Any = None, *, checkpoints: Checkpoints | bool = "best", keep_last: int | None = None,
                  **init_kwargs: Any) -> None:
         self.run, self.init_kwargs = run, init_kwargs
-        self.policy_args = {"checkpoints": checkpoints, "keep_last": keep_last}
+        self.checkpoints, self.keep_last = checkpoints, keep_last
         Tracking("ultralytics", run=run, **init_kwargs)  # wrong arguments fail here, not mid-training
-        CheckpointPolicy(**self.policy_args)
+        CheckpointPolicy(checkpoints, keep_last=keep_last)
         self.callbacks: dict[str, Callable[[Any], None]] = {event: self._handler(event) for event in _EVENTS}
 
     def _handler(self, event: str) -> Callable[[Any], None]:
@@ -92,7 +92,8 @@ class EpochalCallbacks:
             training = _trainings.get(trainer)
             if training is None and event == "on_pretrain_routine_end":
                 tracking = Tracking("ultralytics", run=self.run, **self.init_kwargs)
-                training = _trainings[trainer] = _Training(self, tracking, CheckpointPolicy(**self.policy_args))
+                policy = CheckpointPolicy(self.checkpoints, keep_last=self.keep_last)
+                training = _trainings[trainer] = _Training(self, tracking, policy)
             if training is None or training.owner is not self:
                 return
             with training.tracking.guard(event):

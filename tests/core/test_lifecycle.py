@@ -203,6 +203,8 @@ def test_checkpoint_policy_without_a_monitor_keeps_the_last(tmp_path):
     policy.end(run)
     run.flush()
     assert [v.metadata["filename"] for v in list_versions(run.dir)] == ["b.ckpt"]
+    policy.begin()  # the next training: nothing of the last one is recorded again
+    assert not policy.seen and policy.end(run) is None
     run.finish()
 
 

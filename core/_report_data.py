@@ -27,26 +27,19 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .blocks import read_series
+from .names import lower_is_better
 from .query import RunReader, flatten, read_metadata
 from .store import CONFIG_FILE, METRICS_FILE, read_json_object
 
 __all__ = [
     "POINT_BUDGET", "MAX_POINTS", "MIN_POINTS", "MAX_NONFINITE", "MetricFigures", "Trace", "RunData",
-    "downsample", "points_per_trace", "load_run", "value_at", "compare_at", "lower_is_better", "encode_array",
+    "downsample", "points_per_trace", "load_run", "value_at", "compare_at", "encode_array",
 ]
 
 POINT_BUDGET = 800_000
 MAX_POINTS = 2_000
 MIN_POINTS = 100
 MAX_NONFINITE = 200
-
-
-def lower_is_better(metric: str) -> bool:
-    """The direction of a metric guessed from its name, by the rule ``epochal best`` uses (losses, errors go down)."""
-    from .cli import _LOWER_IS_BETTER
-
-    name = metric.lower()
-    return any(word in name for word in _LOWER_IS_BETTER)
 
 
 def points_per_trace(runs: int, metrics_of_run: int) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .query import MISSING, RunNotFoundError, _row, find_run, root_dir, run_dirs
+from .query import MISSING, RunNotFoundError, find_run, run_row, root_dir, run_dirs
 from .store import RUN_FILE, read_json
 
 __all__ = ["ReportError", "Selected", "select_runs", "compile_where", "close_matches"]
@@ -45,7 +45,7 @@ class Selected:
 
 def _selected(run_dir: Path, now: float) -> Selected:
     try:
-        row = _row(run_dir, now)
+        row = run_row(run_dir, now)
     except Exception as exc:  # a run.json of the wrong shape: listed with its problem, never fatal
         return Selected(run_dir, None, f"run.json cannot be listed ({type(exc).__name__}: {exc})")
     return Selected(run_dir, row)

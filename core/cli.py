@@ -25,12 +25,10 @@ import sys
 import time
 from typing import Any, Iterator, Sequence, TextIO
 
+from .names import lower_is_better
 from .query import RunNotFoundError, find_run, list_runs, open_run, root_dir, run_dirs
 
 __all__ = ["main", "build_parser"]
-
-_LOWER_IS_BETTER = ("loss", "error", "err", "mse", "mae", "rmse", "perplexity", "wer", "cer", "time", "latency")
-
 
 class CommandError(Exception):
     """An error to report on stderr with exit status 1."""
@@ -201,7 +199,7 @@ def _cmd_best(args: argparse.Namespace, out: TextIO) -> int:
         maximize = bool(args.max)
         how = "--max" if maximize else "--min"
     else:
-        maximize = not any(word in metric.lower() for word in _LOWER_IS_BETTER)
+        maximize = not lower_is_better(metric)
         how = f"{'highest' if maximize else 'lowest'} (guessed from the name; pass --max or --min)"
     rows = list_runs(project=args.project, dir=args.dir)
     if not rows:

@@ -39,8 +39,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "SPLITS", "Dialect", "Plan", "Mapped", "GENERIC", "LIGHTNING", "TRANSFORMERS", "KERAS", "ULTRALYTICS",
-    "SKLEARN", "DIALECTS", "dialect", "canonical", "canonicalize", "epoch_step",
-]
+    "SKLEARN", "DIALECTS", "dialect", "canonical", "canonicalize", "epoch_step", "lower_is_better"]
 
 SPLITS = ("train", "val", "test")
 _SPLIT_WORDS = {
@@ -281,3 +280,13 @@ def canonicalize(
 def epoch_step(epoch_index: int) -> int:
     """The step of an epoch-level point: the 0-based epoch index + 1 (step 1 ends the first epoch)."""
     return int(epoch_index) + 1
+
+
+#: Words that mark a metric where lower is better (losses, errors, times); the rest go up.
+LOWER_IS_BETTER = ("loss", "error", "err", "mse", "mae", "rmse", "perplexity", "wer", "cer", "time", "latency")
+
+
+def lower_is_better(metric: str) -> bool:
+    """The direction of a metric guessed from its name: losses, errors and times go down."""
+    name = metric.lower()
+    return any(word in name for word in LOWER_IS_BETTER)

@@ -26,7 +26,7 @@ from .store import (
 
 __all__ = [
     "RunReader", "RunNotFoundError", "NoRunsError", "MISSING", "root_dir", "run_dirs", "find_run", "open_run",
-    "list_runs", "runs", "diff", "flatten", "read_metadata",
+    "list_runs", "runs", "diff", "flatten", "read_metadata", "run_row",
 ]
 
 #: Stands for "no such key" in :func:`diff` results.
@@ -316,7 +316,8 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _row(run_dir: Path, now: float) -> dict[str, Any]:
+def run_row(run_dir: Path, now: float) -> dict[str, Any]:
+    """One run as a flat row: identity, status, timing, tags, host, commit, config.*, summary.*, problems."""
     meta, notes = read_metadata(run_dir)
     status = effective_status(meta, run_dir, now) if meta else "unknown"
     started = meta.get("created") or meta.get("started")
@@ -374,7 +375,7 @@ def list_runs(project: str | None = None, dir: str | os.PathLike[str] | None = N
     wanted = {_filter_key(k): v for k, v in filters.items()}
     rows = []
     for run_dir in run_dirs(root_dir(dir), project):
-        row = _row(run_dir, now)
+        row = run_row(run_dir, now)
         if _matches(row, wanted):
             rows.append(row)
     rows.sort(key=lambda r: (r["start"] if _number(r["start"]) else 0.0, r["id"]))

@@ -69,7 +69,8 @@ def report(runs: Sequence[str | os.PathLike[str]] | str | None = None, *, projec
         ReportError: an unknown run or metric (the message lists the closest ones), a bad ``where``.
         ImportError: plotly is not installed.
     """
-    from ._report_data import compare_at, load_run, lower_is_better
+    from ._report_data import compare_at, load_run
+    from .names import lower_is_better
     from ._report_html import render_page
     from ._report_media import media_section
 

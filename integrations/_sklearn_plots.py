@@ -40,7 +40,8 @@ def training_plots(estimator: Any, data: Callable[[], Any], y: Any, sample_weigh
         plots["prediction_error"] = m.PredictionErrorDisplay.from_estimator
     images = {}
     for name, draw in plots.items():
-        figure = Figure(figsize=(5, 4), dpi=80, layout="constrained")
+        figure = Figure(figsize=(5, 4), dpi=80)  # fixed margins: a layout engine costs ~25% more CPU per plot
+        figure.subplots_adjust(left=0.16, right=0.96, bottom=0.14, top=0.95)
         try:
             weights = {"sample_weight": sample_weight} if sample_weight is not None and name in _WEIGHTED else {}
             draw(estimator, data(), y, ax=figure.subplots(), **weights)

@@ -309,9 +309,10 @@ def compare_at(runs: Sequence[RunData], metrics: Sequence[str], step: int | None
             run.problems.append(f"metrics unreadable: {type(exc).__name__}: {exc}")
             continue
         for key in keys:
-            if key in series:
+            at = steps[key]
+            if key in series and at is not None:
                 figures = run.metrics[key]
-                figures.at, figures.at_step = value_at(series[key]["step"], series[key]["value"], steps[key])
+                figures.at, figures.at_step = value_at(series[key]["step"], series[key]["value"], at)
     return steps
 
 

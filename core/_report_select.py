@@ -128,7 +128,7 @@ def compile_where(expression: str, rows: Sequence[Mapping[str, Any]]) -> Callabl
             return None if base is None else f"{base}.{node.attr}"
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
             base = key_of(node.value)
-            return None if base is None else f"{base}.{node.slice.value}"
+            return None if base is None else f"{base}.{node.slice.value!s}"
         return None
 
     def column(key: str) -> str:
@@ -169,7 +169,8 @@ def compile_where(expression: str, rows: Sequence[Mapping[str, Any]]) -> Callabl
                 return True
             return compare
         if isinstance(node, ast.Constant):
-            return lambda row, v=node.value: v
+            constant = node.value
+            return lambda row: constant
         if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
             items = [build(e) for e in node.elts]
             return lambda row: [i(row) for i in items]

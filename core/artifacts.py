@@ -168,7 +168,7 @@ def _valid_entry(entry: Any) -> bool:
     if not (isinstance(entry.get("version"), str) and _VERSION.match(entry["version"])
             and isinstance(entry.get("path"), str) and isinstance(entry.get("sha256"), str)):
         return False
-    typed = {"size": int, "files": int, "created": (int, float), "metadata": dict, "contents": dict, "mtimes": dict,
+    typed: dict[str, Any] = {"size": int, "files": int, "created": (int, float), "metadata": dict, "contents": dict, "mtimes": dict,
              "type": str, "kind": str}
     return all(k not in entry or isinstance(entry[k], t) for k, t in typed.items())
 

@@ -145,8 +145,10 @@ def _git(root: str, *args: str, limit: int | None = None) -> tuple[int, bytes, b
     watchdog = threading.Timer(GIT_TIMEOUT, process.kill)  # a hung git (network drive) must not hang the lane
     watchdog.daemon = True
     watchdog.start()
+    stdout = process.stdout
+    assert stdout is not None  # stdout=PIPE
     try:
-        data = process.stdout.read(limit + 1) if limit is not None else process.stdout.read()
+        data = stdout.read(limit + 1) if limit is not None else stdout.read()
         cut = limit is not None and len(data) > limit
         if cut:
             process.kill()
@@ -158,7 +160,7 @@ def _git(root: str, *args: str, limit: int | None = None) -> tuple[int, bytes, b
         if process.poll() is None:
             process.kill()
             process.wait()
-        process.stdout.close()
+        stdout.close()
 
 
 def git_status(root: str, max_diff_bytes: int = MAX_DIFF_BYTES) -> tuple[dict[str, Any], str]:

@@ -232,6 +232,7 @@ def check_media_key(key: Any) -> str:
 def prepare(key: str, value: Any, step: int, wall: float) -> MediaRecord:
     """Validate and copy one media value (or batch) logged under ``key``; raises a clear error, writes nothing."""
     check_media_key(key)
+    values: list[Any]
     try:
         if isinstance(value, Media):
             kind, values = value.kind, [value]

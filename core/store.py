@@ -254,6 +254,7 @@ def effective_status(meta: Mapping[str, Any], run_dir: Path, now: float | None =
         return status if status in ("finished", "failed", "crashed") else "unknown"
     if meta.get("host") == socket.gethostname() and not _process_alive(meta.get("pid"), meta.get("started")):
         return "crashed"
+    beat: Any
     try:
         beat = (run_dir / HEARTBEAT_FILE).stat().st_mtime
     except OSError:

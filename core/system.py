@@ -173,7 +173,7 @@ class SystemSampler:
         disk = _safe(psutil.disk_io_counters)
         net = _safe(psutil.net_io_counters)
         if not first:
-            then, old_disk, old_net = self._previous
+            then, old_disk, old_net = self._previous or (now, None, None)
             elapsed = max(now - then, 1e-6)
             if disk is not None and old_disk is not None:
                 values["disk/read_mbps"] = max(0, disk.read_bytes - old_disk.read_bytes) / _MB / elapsed

@@ -19,6 +19,7 @@ options in brackets; ``<dataset>`` is named by :mod:`._sklearn_eval`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Any, Callable, Mapping
@@ -67,7 +68,7 @@ def training_metrics(estimator: Any, data: Callable[[], Any], y: Any, sample_wei
             put("accuracy", lambda: m.accuracy_score(y, y_pred, **sw))
             for name in ("precision", "recall", "f1"):
                 score = getattr(m, f"{name}_score")
-                put(name, lambda score=score: score(y, y_pred, average="weighted", zero_division=0, **sw))
+                put(name, functools.partial(score, y, y_pred, average="weighted", zero_division=0, **sw))
         proba = _call(estimator, "predict_proba", data, warn) if hasattr(estimator, "predict_proba") else None
         if proba is not None:
             labels = getattr(estimator, "classes_", None)

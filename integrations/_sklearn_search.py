@@ -37,6 +37,8 @@ def log_search(tracking: Tracking, search: Any, max_child_runs: int) -> ThreadPo
     and the children's files are written side by side), or None when there are none.
     """
     run, results = tracking.run, search.cv_results_
+    if run is None:
+        return None
     summary: dict[str, Any] = {"n_candidates": len(results["params"])}
     for attr in ("best_score_", "best_params_", "best_index_"):
         if hasattr(search, attr):
@@ -72,6 +74,8 @@ def _child(parent: Tracking, results: Mapping[str, Any], index: int, rank: int, 
             fold, name = named
             (folds.setdefault(fold, {}) if isinstance(fold, int) else means)[name] = column[index]
     run = parent.run
+    if run is None:
+        return
     child = Tracking(parent.integration, project=run.project, dir=str(run.root), id=child_id,
                      name=f"{run.name}-rank{rank}", config=results["params"][index],
                      tags=["sklearn", "search-candidate"], system_interval=0)

@@ -204,4 +204,5 @@ def autolog(disable: bool = False, **kwargs: Any) -> None:
                     instance.callbacks[event].append(callback)
 
     _autolog.update(original=original, patched=add_integration_callbacks, tracker=tracker)
-    base.add_integration_callbacks = package.add_integration_callbacks = add_integration_callbacks
+    base.add_integration_callbacks = add_integration_callbacks
+    setattr(package, "add_integration_callbacks", add_integration_callbacks)

@@ -29,7 +29,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without lightning
     raise ImportError("EpochalLogger needs lightning: pip install 'epochal[lightning]'") from exc
 
-from epochal.integrations import Patches, after_init
+from epochal.integrations import Patches, _switched, after_init
 from epochal.lifecycle import (
     MARKER_KEY, CheckpointPolicy, Checkpoints, Tracking, marker, model_facts, plain, read_marker,
 )
@@ -243,12 +243,14 @@ def autolog(disable: bool = False, **logger_kwargs: Any) -> None:
     """Give every new ``Trainer`` an ``EpochalLogger(**logger_kwargs)`` unless it has one; ``disable`` undoes it."""
     if disable:
         _patches.restore()
+        _switched("lightning", False)
         return
     EpochalLogger(**logger_kwargs)  # argument errors surface here, not in every Trainer
     _options.clear()
     _options.update(logger_kwargs)
     if not _patches:
         _patches.swap(Trainer, "__init__", lambda init: after_init(init, _add_logger, "EpochalLogger"))
+    _switched("lightning", True)
 
 
 def _add_logger(trainer: Trainer) -> None:

@@ -33,7 +33,7 @@ try:
 except ImportError as _exc:  # pragma: no cover - exercised only without transformers
     raise ImportError("EpochalCallback needs transformers: pip install 'epochal[transformers]'") from _exc
 
-from epochal.integrations import Patches, after_init
+from epochal.integrations import Patches, _switched, after_init
 from epochal.lifecycle import (
     CheckpointPolicy, Checkpoints, Tracking, model_facts, plain, read_marker, write_marker,
 )
@@ -154,12 +154,14 @@ def autolog(disable: bool = False, **kwargs: Any) -> None:
     """Add an ``EpochalCallback(**kwargs)`` to every ``transformers.Trainer`` that has none; ``disable`` undoes it."""
     if disable:
         _patches.restore()
+        _switched("transformers", False)
         return
     EpochalCallback(**kwargs)  # argument errors surface here, not inside every Trainer
     _options.clear()
     _options.update(kwargs)
     if not _patches:
         _patches.swap(transformers.Trainer, "__init__", lambda init: after_init(init, _add_callback, "EpochalCallback"))
+    _switched("transformers", True)
 
 
 def _add_callback(trainer: Any) -> None:

@@ -265,11 +265,13 @@ def test_autolog_adds_one_logger_and_disable_restores_trainer_init(run_root):
         given = Trainer(logger=mine, enable_progress_bar=False)
         with pytest.raises(ValueError):
             integration.autolog(checkpoints="sometimes")
+        enabled_then = epochal.integrations.enabled()
     finally:
         integration.autolog(disable=True)
     assert [type(lg) for lg in plain.loggers] == [EpochalLogger] and plain.loggers[0].name == "auto"
+    assert "lightning" in enabled_then
     assert given.loggers == [mine] and mine.callback in given.callbacks
-    assert Trainer.__dict__["__init__"] is original
+    assert Trainer.__dict__["__init__"] is original and "lightning" not in epochal.integrations.enabled()
     assert not any(isinstance(lg, EpochalLogger) for lg in Trainer(enable_progress_bar=False).loggers)
 
 

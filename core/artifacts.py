@@ -43,9 +43,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .records import ArtifactVersion
-from .redact import redact
 from .store import UnsafePathError, folder_inside, inside, read_json, write_json_atomic
-from .values import jsonable
 
 __all__ = [
     "ARTIFACTS_DIR", "MANIFEST_FILE", "store_artifact", "set_alias", "read_manifest", "list_versions", "read_versions",
@@ -168,8 +166,9 @@ def _valid_entry(entry: Any) -> bool:
     if not (isinstance(entry.get("version"), str) and _VERSION.match(entry["version"])
             and isinstance(entry.get("path"), str) and isinstance(entry.get("sha256"), str)):
         return False
-    typed: dict[str, Any] = {"size": int, "files": int, "created": (int, float), "metadata": dict, "contents": dict, "mtimes": dict,
-             "type": str, "kind": str}
+    typed: dict[str, type | tuple[type, ...]] = {
+        "size": int, "files": int, "created": (int, float), "metadata": dict, "contents": dict, "mtimes": dict,
+        "type": str, "kind": str}
     return all(k not in entry or isinstance(entry[k], t) for k, t in typed.items())
 
 

@@ -254,11 +254,11 @@ def effective_status(meta: Mapping[str, Any], run_dir: Path, now: float | None =
         return status if status in ("finished", "failed", "crashed") else "unknown"
     if meta.get("host") == socket.gethostname() and not _process_alive(meta.get("pid"), meta.get("started")):
         return "crashed"
-    beat: Any
+    started = meta.get("started")
     try:
         beat = (run_dir / HEARTBEAT_FILE).stat().st_mtime
     except OSError:
-        beat = meta.get("started") if isinstance(meta.get("started"), (int, float)) else 0.0
+        beat = float(started) if isinstance(started, (int, float)) and abs(started) < 1e300 else 0.0
     interval = meta.get("flush_interval")
     interval = interval if isinstance(interval, (int, float)) and interval == interval else 1.0
     stale = max(STALE_AFTER_SECONDS, 5 * float(interval))

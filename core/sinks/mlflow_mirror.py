@@ -108,6 +108,7 @@ class Mirror:
         self._artifacts_done = set(state["artifacts"])
         self._create_unanswered = False
         self._experiment: str | None = None
+        self._warned_artifacts = False
 
     # -- the cursor ----------------------------------------------------------------------------
     @property
@@ -363,11 +364,14 @@ class Mirror:
         if key in self._artifacts_done:
             return True
         root = self._artifact_root()
-        if root is None:
-            raise MirrorStopped(
-                f"MLflow server {self.rest.uri} does not serve artifacts (run artifact URI "
-                f"{self.state.get('artifact_uri')!r}); start it with `--artifacts-destination DIR` so artifacts "
-                "go through its mlflow-artifacts proxy")
+        if root is None:  # metrics and the rest go on; a later sync uploads it once the server proxies artifacts
+            if not self._warned_artifacts:
+                self._warned_artifacts = True
+                log.warning(
+                    "epochal: MLflow server %s does not serve artifacts (run artifact URI %r); artifacts are not "
+                    "uploaded. Start it with `--artifacts-destination DIR` so they go through its mlflow-artifacts "
+                    "proxy", self.rest.uri, self.state.get("artifact_uri"))
+            return True
         base = self.dir.resolve()
         source = (self.dir / version.path).resolve()
         if not source.is_relative_to(base) or not source.exists():  # deleted by retention (keep_last)

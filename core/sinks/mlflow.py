@@ -111,7 +111,7 @@ class MlflowSink:
         self._reopen = mirror.state["status"] not in (None, "RUNNING")  # a resumed run runs again
         self._expected_end = _size(Path(run.dir) / METRICS_FILE)
         self._from_file = mirror.metrics_offset < self._expected_end
-        self._system_file = system_file_name(getattr(run, "rank", 0), getattr(run, "world_size", 1))
+        self._system_file = system_file_name(run.rank, run.world_size)
         system_path = Path(run.dir) / self._system_file
         if system_path.exists():
             self._system_first = len(read_jsonl(system_path)[0])

@@ -142,7 +142,6 @@ def _git(root: str, *args: str, limit: int | None = None) -> tuple[int, bytes, b
         ["git", "-C", root, "--no-pager", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL, env=env,
     )
-    assert process.stdout is not None  # stdout=PIPE
     watchdog = threading.Timer(GIT_TIMEOUT, process.kill)  # a hung git (network drive) must not hang the lane
     watchdog.daemon = True
     watchdog.start()

@@ -7,6 +7,8 @@
   ``log_metrics(synchronous=False)`` (then ``flush_async_logging``) and ``MlflowClient.log_batch``
   in batches of 1000. MLflow runs from the server's own venv (``tests/integrations/mlflow_server.py``).
 - ``epochal sync`` of a stored run (1M points in the full run): seconds and requests sent.
+
+A fresh server answers its first requests several times slower, so a warm-up sync runs first.
 """
 
 from __future__ import annotations
@@ -166,6 +168,7 @@ def run(quick: bool = False) -> Report:
     server = module.MlflowServer(Path(tempfile.mkdtemp(prefix="epochal-bench-mlflow-"))).start()
     try:
         uri = server.uri
+        in_subprocess("mirror:epochal_sync", 900, steps=sync_steps // 20, uri=uri)  # warm-up: a fresh server is slow at first
         off = in_subprocess("mirror:log_cost", 300, mirror=False, n=log_n, uri=uri)
         on = in_subprocess("mirror:log_cost", 300, mirror=True, n=log_n, uri=uri)
         live = in_subprocess("mirror:epochal_mirror", 3600, steps=steps, uri=uri)

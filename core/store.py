@@ -35,6 +35,7 @@ import errno
 import json
 import logging
 import os
+import re
 import socket
 import tempfile
 import time
@@ -49,7 +50,8 @@ log = logging.getLogger("epochal")
 
 __all__ = [
     "METRICS_FILE", "RUN_FILE", "CONFIG_FILE", "SUMMARY_FILE", "HEARTBEAT_FILE",
-    "write_json_atomic", "read_json", "read_json_object", "read_jsonl", "read_metrics", "system_file_name", "StoreSink",
+    "write_json_atomic", "read_json", "read_json_object", "read_jsonl", "read_metrics", "system_file_name",
+    "system_prefix", "StoreSink",
     "touch_heartbeat", "effective_status", "inside", "folder_inside", "UnsafePathError", "BUFFER_LIMIT_BYTES",
 ]
 
@@ -237,6 +239,12 @@ def read_metrics(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
 
 def system_file_name(rank: int, world_size: int) -> str:
     return f"system.rank{rank}.jsonl" if world_size > 1 else "system.jsonl"
+
+
+def system_prefix(file_name: str) -> str:
+    """How exports name a system file's samples: ``system/``, or ``system/rank<N>/`` for ``system.rank<N>.jsonl``."""
+    match = re.fullmatch(r"system\.rank(\d+)\.jsonl", file_name)
+    return f"system/rank{match.group(1)}/" if match else "system/"
 
 
 def touch_heartbeat(run_dir: Path) -> None:

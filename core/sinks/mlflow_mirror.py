@@ -25,25 +25,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..blocks import iter_block_spans
 from ..records import ArtifactVersion, RowFormat
-from ..store import read_json, write_json_atomic
+from ..store import read_json, system_prefix, write_json_atomic
 from .mlflow_mapping import (
     MAX_METRICS, MAX_PARAMS, MAX_TAG_VALUE, MAX_TAGS, STATUS, NameMapper, alias_tag, chunks, param_values, summary_records, truncate,
 )
 from .mlflow_rest import MlflowRest, RecordRejected, ServerUnavailable
 
-__all__ = ["CURSOR_FILE", "Mirror", "MirrorStopped", "read_cursor", "system_prefix"]
+__all__ = ["CURSOR_FILE", "Mirror", "MirrorStopped"]
 
 log = logging.getLogger("epochal")
 CURSOR_FILE = "mlflow.json"
 _RUN_LEVEL_ERRORS = ("RESOURCE_DOES_NOT_EXIST", "INVALID_STATE", "PERMISSION_DENIED")
-_SYSTEM_RANK = re.compile(r"^system\.rank(\d+)\.jsonl$")
 _MAX_WARNINGS = 5
 Point = dict[str, Any]
 
@@ -65,20 +63,6 @@ def _value(value: float) -> float | str:
 
 def _ms(seconds: float) -> int:
     return int(round(seconds * 1000))
-
-
-def read_cursor(run_dir: Path, uri: str) -> dict[str, Any]:
-    """The cursor of ``run_dir`` for server ``uri`` (empty when the run was never mirrored there)."""
-    doc = read_json(Path(run_dir) / CURSOR_FILE, {})
-    servers = doc.get("servers") if isinstance(doc, dict) else None
-    entry = servers.get(uri) if isinstance(servers, dict) else None
-    return entry if isinstance(entry, dict) else {}
-
-
-def system_prefix(file_name: str) -> str:
-    """``system/`` for ``system.jsonl``, ``system/rank<N>/`` for ``system.rank<N>.jsonl``."""
-    match = _SYSTEM_RANK.match(file_name)
-    return f"system/rank{match.group(1)}/" if match else "system/"
 
 
 class Mirror:

@@ -49,7 +49,7 @@ from ..hookspecs import hookimpl
 from ..redact import redact, redact_text
 from ..store import (
     CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, effective_status, folder_inside, read_json, read_jsonl,
-    read_metrics,
+    read_metrics, system_file_name, system_prefix,
 )
 
 __all__ = [
@@ -416,7 +416,7 @@ class TensorBoardSink:
     @hookimpl
     def epochal_run_start(self, run: Any) -> None:
         self._owner = run.is_owner
-        prefix = f"system/rank{run.rank}/" if run.world_size > 1 else "system/"
+        prefix = system_prefix(system_file_name(run.rank, run.world_size))
         file = EventFile(_new_event_path(folder_inside(Path(run.dir), TB_DIR)))
         self._events = _RunEvents(file, origin=time.time(), system_prefix=prefix, step=max(run.start_step - 1, 0))
 
@@ -521,8 +521,7 @@ def export_run(run_dir: Path) -> int:
             )
             file.flush()
         for path in sorted(run_dir.glob("system*.jsonl")):
-            match = re.fullmatch(r"system\.rank(\d+)\.jsonl", path.name)
-            events.system_prefix = f"system/rank{match.group(1)}/" if match else "system/"
+            events.system_prefix = system_prefix(path.name)
             samples, _ = read_jsonl(path)
             events.system(
                 (s.get("time", created), {k: v for k, v in s.items() if k not in ("time", "rank")})

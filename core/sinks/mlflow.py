@@ -35,7 +35,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 from ..blocks import encode_block
 from ..hookspecs import hookimpl
@@ -83,7 +83,7 @@ class MlflowSink:
         self._params_sent = False
         self._config: Mapping[str, Any] | None = None
         self._config_dirty = False
-        self._summary: dict[str, Any] | None = None
+        self._summary: Mapping[str, Any] | None = None
         self._run: Any = None
         self._reopen = False
         self._retry_at = 0.0
@@ -230,10 +230,10 @@ class MlflowSink:
             if self._params is not None and not self._params_sent:
                 mirror.push_params(self._params)
                 self._params_sent = True
-            if self._config_dirty:
+            if self._config_dirty and self._config is not None:
                 mirror.push_params(self._config)
                 self._config_dirty = False
-            if self._meta_dirty:
+            if self._meta_dirty and self._meta is not None:
                 mirror.push_tags(run_tags(self._meta))
                 self._meta_dirty = False
             complete = self._push_metrics(mirror)
@@ -297,7 +297,7 @@ class MlflowSink:
                     pending.append(artifact)  # not filed yet
                     continue
             if stored is not None:
-                mirror.push_artifact(stored)
+                mirror.push_artifact(cast(ArtifactVersion, stored))  # what wait() returned, or a filed version
         self._artifacts = pending
 
     def _push_system(self, mirror: Mirror) -> None:

@@ -104,7 +104,7 @@ def param_values(config: Mapping[str, Any]) -> dict[str, str]:
 
 def run_tags(meta: Mapping[str, Any]) -> dict[str, str]:
     """The MLflow tags of a run from its ``run.json``: epochal's ids, host, git, source, notes, labels."""
-    git = meta.get("git") if isinstance(meta.get("git"), Mapping) else {}
+    git: Mapping[str, Any] = meta["git"] if isinstance(meta.get("git"), Mapping) else {}
     argv = meta.get("argv") if isinstance(meta.get("argv"), (list, tuple)) else ()
     tags = {
         "epochal.run_id": meta.get("id"), "epochal.project": meta.get("project"), "mlflow.runName": meta.get("name"),

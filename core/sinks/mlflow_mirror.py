@@ -27,7 +27,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..blocks import iter_block_spans
 from ..records import ArtifactVersion, RowFormat
@@ -81,7 +81,7 @@ class Mirror:
         self.points_sent = 0
         self.skipped = 0
         doc = read_json(self.dir / CURSOR_FILE, {})
-        self._doc = doc if isinstance(doc, dict) and isinstance(doc.get("servers"), dict) else {"format": 1,
+        self._doc: dict[str, Any] = doc if isinstance(doc, dict) and isinstance(doc.get("servers"), dict) else {"format": 1,
                                                                                                   "servers": {}}
         state = self._doc["servers"].setdefault(rest.uri, {})
         for key, default in (("metrics", [0, 0]), ("system", {}), ("artifacts", []), ("params", {}), ("tags", {}),
@@ -126,10 +126,10 @@ class Mirror:
             log.warning("epochal: MLflow server %s rejects more records; further ones are skipped silently",
                         self.rest.uri)
 
-    def _log_batch(self, metrics: list[Point] = (), params: list[Point] = (), tags: list[Point] = ()) -> None:
+    def _log_batch(self, metrics: Sequence[Point] = (), params: Sequence[Point] = (), tags: Sequence[Point] = ()) -> None:
         """One log-batch request; a refused one is split in halves until the refused records are found and skipped."""
         try:
-            self.rest.log_batch(self.run_id, metrics, params, tags, timeout=self._timeout())
+            self.rest.log_batch(self.run_id, metrics, params, tags, timeout=self._timeout())  # type: ignore[arg-type]
         except RecordRejected as exc:
             items = [("metrics", m) for m in metrics] + [("params", p) for p in params] + [("tags", t) for t in tags]
             if len(items) == 1:
@@ -154,7 +154,7 @@ class Mirror:
         if self.run_id:
             return self.run_id
         experiment = self.experiment(project)
-        found = []
+        found: list[Any] = []
         if search or self._create_unanswered:
             found = self.rest.call("runs/search", {
                 "experiment_ids": [experiment], "max_results": 1,
@@ -168,7 +168,7 @@ class Mirror:
             self._create_unanswered = False
         self.state.update(run_id=info["run_id"], experiment_id=experiment, artifact_uri=info.get("artifact_uri"))
         self.save()
-        return self.run_id
+        return str(info["run_id"])
 
     def push_tags(self, tags: Mapping[str, str]) -> None:
         """Set the tags whose value differs from what was sent."""
@@ -204,7 +204,7 @@ class Mirror:
         if self.state["status"] == target:
             return
         ended = _ms(end_time or time.time()) if target != "RUNNING" else None
-        self.rest.update_run(self.run_id, target, ended, timeout=self._timeout())
+        self.rest.update_run(self.run_id, target, ended, timeout=self._timeout())  # type: ignore[arg-type]
         self.state["status"] = target
         self.save()
 
@@ -224,7 +224,7 @@ class Mirror:
         self.save()
 
     # -- points ------------------------------------------------------------------------------------
-    def _send_points(self, stream: Iterator[tuple[Point, Any]], commit: Callable[[Any], None]) -> int:
+    def _send_points(self, stream: Iterator[tuple[Point | None, Any]], commit: Callable[[Any], None]) -> int:
         """Send ``(point, position)`` pairs in requests of up to 1000; ``commit(position)`` after each acknowledgement."""
         sent = 0
         batch: list[Point] = []

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..redact import redact_url
@@ -148,7 +148,7 @@ class MlflowRest:
                 raise NotAnMlflowServer(
                     f"{self.uri} answered {status} to {method} {path.split('?')[0]} without an MLflow error; is it "
                     "an MLflow tracking server (`mlflow server`)?")
-            message = str(body.get("message", ""))[:300]
+            message = str((body or {}).get("message", ""))[:300]
             raise RecordRejected(f"MLflow server {self.uri} rejected {path.split('?')[0]}: {code}: {message}",
                                  status, code)
         if not isinstance(body, dict):
@@ -197,8 +197,8 @@ class MlflowRest:
                                          "tags": tags}, timeout=timeout)
         return body["run"]["info"]
 
-    def log_batch(self, run_id: str, metrics: list[dict[str, Any]] = (), params: list[dict[str, str]] = (),
-                  tags: list[dict[str, str]] = (), *, timeout: float | None = None) -> None:
+    def log_batch(self, run_id: str, metrics: Sequence[dict[str, Any]] = (), params: Sequence[dict[str, str]] = (),
+                  tags: Sequence[dict[str, str]] = (), *, timeout: float | None = None) -> None:
         payload: dict[str, Any] = {"run_id": run_id}
         if metrics:
             payload["metrics"] = list(metrics)

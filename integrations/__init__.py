@@ -29,7 +29,7 @@ import threading
 import warnings
 from typing import Any, Callable
 
-__all__ = ["FRAMEWORKS", "autolog", "enabled", "Patches", "after_init"]
+__all__ = ["FRAMEWORKS", "autolog", "enabled", "Patches", "after_init", "InitAutolog"]
 
 log = logging.getLogger("epochal")
 
@@ -226,3 +226,31 @@ def after_init(original: Callable[..., None], hook: Callable[[Any], None], what:
             log.warning("epochal: autolog could not add %s to %s: %r", what, type(self).__name__, exc)
 
     return __init__
+
+
+class InitAutolog:
+    """An integration's ``autolog`` that adds its callback or logger to every new instance of a framework class.
+
+    ``make(**options)`` builds the callback (called once by :meth:`switch` so argument errors
+    surface there); ``add(instance, options)`` puts one on a new instance unless it has one.
+    """
+
+    def __init__(self, name: str, target: Callable[[], type], make: Callable[..., Any],
+                 add: Callable[[Any, dict[str, Any]], None]) -> None:
+        self.name, self.target, self.make, self.add = name, target, make, add
+        self.patches = Patches()
+        self.options: dict[str, Any] = {}
+
+    def switch(self, disable: bool = False, **options: Any) -> None:
+        if disable:
+            self.patches.restore()
+            _switched(self.name, False)
+            return
+        self.make(**options)  # argument errors surface here, not in every instance
+        self.options.clear()
+        self.options.update(options)
+        if not self.patches:
+            what = getattr(self.make, "__name__", self.name)
+            self.patches.swap(self.target(), "__init__",
+                              lambda init: after_init(init, lambda obj: self.add(obj, self.options), what))
+        _switched(self.name, True)

@@ -29,7 +29,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without lightning
     raise ImportError("EpochalLogger needs lightning: pip install 'epochal[lightning]'") from exc
 
-from epochal.integrations import Patches, _switched, after_init
+from epochal.integrations import InitAutolog
 from epochal.lifecycle import (
     MARKER_KEY, CheckpointPolicy, Checkpoints, Tracking, marker, model_facts, plain, read_marker,
 )
@@ -235,30 +235,20 @@ def _trainer_of(model: Any) -> Trainer | None:
     return trainer if isinstance(trainer, Trainer) else None
 
 
-_patches = Patches()  # autolog's swap of Trainer.__init__
-_options: dict[str, Any] = {}  # and the arguments of the callback/logger it adds
-
-
 def autolog(disable: bool = False, **logger_kwargs: Any) -> None:
     """Give every new ``Trainer`` an ``EpochalLogger(**logger_kwargs)`` unless it has one; ``disable`` undoes it."""
-    if disable:
-        _patches.restore()
-        _switched("lightning", False)
-        return
-    EpochalLogger(**logger_kwargs)  # argument errors surface here, not in every Trainer
-    _options.clear()
-    _options.update(logger_kwargs)
-    if not _patches:
-        _patches.swap(Trainer, "__init__", lambda init: after_init(init, _add_logger, "EpochalLogger"))
-    _switched("lightning", True)
+    _autolog.switch(disable, **logger_kwargs)
 
 
-def _add_logger(trainer: Trainer) -> None:
+def _add_logger(trainer: Trainer, options: dict[str, Any]) -> None:
     if getattr(trainer, "barebones", False) or getattr(trainer, "fast_dev_run", False):
         return
     ours = [lg for lg in trainer.loggers if isinstance(lg, EpochalLogger)]
     if not ours:
-        ours = [EpochalLogger(**_options)]
+        ours = [EpochalLogger(**options)]
         trainer.loggers = [*trainer.loggers, *ours]
     for logger in ours:  # attached now, so a checkpoint loaded before training is followed
         logger._attach(trainer)
+
+
+_autolog = InitAutolog("lightning", lambda: Trainer, EpochalLogger, _add_logger)

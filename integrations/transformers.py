@@ -33,7 +33,7 @@ try:
 except ImportError as _exc:  # pragma: no cover - exercised only without transformers
     raise ImportError("EpochalCallback needs transformers: pip install 'epochal[transformers]'") from _exc
 
-from epochal.integrations import Patches, _switched, after_init
+from epochal.integrations import InitAutolog
 from epochal.lifecycle import (
     CheckpointPolicy, Checkpoints, Tracking, model_facts, plain, read_marker, write_marker,
 )
@@ -146,24 +146,14 @@ def _adapter(config: Any) -> Any:
         k: v for k, v in vars(config).items() if not k.startswith("_")}
 
 
-_patches = Patches()  # autolog's swap of Trainer.__init__
-_options: dict[str, Any] = {}  # and the arguments of the callback/logger it adds
-
-
 def autolog(disable: bool = False, **kwargs: Any) -> None:
     """Add an ``EpochalCallback(**kwargs)`` to every ``transformers.Trainer`` that has none; ``disable`` undoes it."""
-    if disable:
-        _patches.restore()
-        _switched("transformers", False)
-        return
-    EpochalCallback(**kwargs)  # argument errors surface here, not inside every Trainer
-    _options.clear()
-    _options.update(kwargs)
-    if not _patches:
-        _patches.swap(transformers.Trainer, "__init__", lambda init: after_init(init, _add_callback, "EpochalCallback"))
-    _switched("transformers", True)
+    _autolog.switch(disable, **kwargs)
 
 
-def _add_callback(trainer: Any) -> None:
+def _add_callback(trainer: Any, options: dict[str, Any]) -> None:
     if not any(isinstance(cb, EpochalCallback) for cb in trainer.callback_handler.callbacks):
-        trainer.add_callback(EpochalCallback(**_options))
+        trainer.add_callback(EpochalCallback(**options))
+
+
+_autolog = InitAutolog("transformers", lambda: transformers.Trainer, EpochalCallback, _add_callback)

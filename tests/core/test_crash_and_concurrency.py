@@ -353,3 +353,22 @@ def test_rows_logged_after_finish_are_dropped_not_kept():
         run.log({"a": 2.0})
     assert run._writer._sealed == 0 and run._writer.backlog.pending_bytes() <= WAKE_BYTES
     assert [r["a"] for r in read_metrics(run.dir)[0]] == [1.0]
+
+
+def test_a_run_another_host_is_writing_is_refused_until_its_heartbeat_goes_stale(run_root):
+    from epochal.runlock import RunInUseError
+
+    run_dir = run_root / "default" / "shared-fs"
+    run_dir.mkdir(parents=True)
+    now = time.time()
+    (run_dir / "run.json").write_text(json.dumps({  # flock is not shared across hosts on some network file systems
+        "id": "shared-fs", "name": "shared-fs", "project": "default", "status": "running", "created": now,
+        "started": now, "host": "elsewhere", "pid": 4242, "flush_interval": 1.0, "resumed": 0,
+        "tags": [], "notes": "", "name_map": {}, "datasets": {}}))
+    (run_dir / "heartbeat").touch()
+    with pytest.raises(RunInUseError, match=r"pid 4242 on host elsewhere"):
+        epochal.init(id="shared-fs", resume="allow", system_interval=0)
+    os.utime(run_dir / "heartbeat", (now - 3600, now - 3600))  # the other host went quiet: crashed
+    run = epochal.init(id="shared-fs", resume="allow", system_interval=0)
+    run.finish()
+    assert read_json(run_dir / "run.json")["status"] == "finished"

@@ -133,11 +133,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _epochal_command() -> str:
-    """``epochal`` when it is on the PATH, else the full path of this environment's copy (nox's venv)."""
-    if shutil.which("epochal"):
-        return "epochal"
+    """The ``epochal`` command as the user's own shell runs it.
+
+    ``epochal`` when the user's PATH finds this environment's copy; else its full path. nox puts its
+    venv first on the PATH of this process only (``NOX_CURRENT_SESSION`` is set), so that folder does
+    not count: after ``python -m nox -s demo`` a plain ``epochal`` is not found in the user's shell.
+    """
     local = Path(sys.executable).parent / "epochal"
-    return str(local) if local.exists() else f"{sys.executable} -m epochal"
+    if not local.exists():
+        return f"{sys.executable} -m epochal"
+    path = os.environ.get("PATH", "")
+    if os.environ.get("NOX_CURRENT_SESSION"):
+        path = os.pathsep.join(p for p in path.split(os.pathsep) if p and Path(p).absolute() != local.parent.absolute())
+    found = shutil.which("epochal", path=path)
+    return "epochal" if found and Path(found).resolve() == local.resolve() else str(local)
 
 
 def write_report(root: Path, table, where: str) -> bool:

@@ -55,7 +55,8 @@ def main() -> None:
     data = TensorDataset(x, (x[:, :3].sum(1) - x[:, 3]).unsqueeze(1))
     train, val, test = random_split(data, [768, 128, 128], generator=torch.Generator().manual_seed(0))
 
-    logger = EpochalLogger(project=os.environ.get("EPOCHAL_PROJECT", "lightning-example"), name="tiny-regressor", dir=args.dir, log_model="all")
+    logger = EpochalLogger(project=os.environ.get("EPOCHAL_PROJECT", "lightning-example"), name="tiny-regressor", dir=args.dir,
+                           checkpoints="all")
     trainer = Trainer(
         max_epochs=args.epochs, logger=logger, accelerator="cpu", devices=1, log_every_n_steps=4,
         callbacks=[ModelCheckpoint(monitor="val_loss", save_top_k=1)],  # saves into <run dir>/checkpoints

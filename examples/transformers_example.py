@@ -42,14 +42,14 @@ def main() -> None:
     model = BertForSequenceClassification(config)
     out = tempfile.mkdtemp(prefix="hf-example-")
     args = TrainingArguments(
-        output_dir=out, num_train_epochs=2, per_device_train_batch_size=16, learning_rate=1e-3,
+        output_dir=out, num_train_epochs=2, per_device_train_batch_size=16, learning_rate=5e-3,
         logging_steps=4, eval_strategy="steps", eval_steps=8, save_strategy="steps", save_steps=8,
         metric_for_best_model="loss", load_best_model_at_end=True, save_total_limit=2,
         use_cpu=True, report_to="none",  # report_to="none": no second tracker logs the same run
         disable_tqdm=True,
     )
     callback = EpochalCallback(project=os.environ.get("EPOCHAL_PROJECT", "transformers-example"), name="tiny-bert", tags=["transformers"],
-                               log_checkpoints=True, keep_last=2)
+                               checkpoints="all", keep_last=2)
     trainer = Trainer(model=model, args=args, train_dataset=Tokens(192, 1), eval_dataset=Tokens(64, 2),
                       callbacks=[callback])
     trainer.train()

@@ -69,10 +69,11 @@ def runs_table(root: Path, since: float):
     frame = frame[frame["start"] >= _timestamp(since)].copy()
 
     def headline(row) -> str:
-        for key in HEADLINE:
-            value = row.get(f"summary.{key}")
-            if isinstance(value, (int, float)) and not math.isnan(value):
-                return f"{key} = {value:.4g}"
+        for key in HEADLINE:  # sklearn names post-fit metrics after their data set: test/accuracy@X_test
+            for column in [f"summary.{key}", *sorted(c for c in row.index if c.startswith(f"summary.{key}@"))]:
+                value = row.get(column)
+                if isinstance(value, (int, float)) and not math.isnan(value):
+                    return f"{column.removeprefix('summary.')} = {value:.4g}"
         return ""
 
     frame["metric"] = frame.apply(headline, axis=1)
@@ -121,10 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     print("\nsee them in TensorBoard:  " + " ".join(command))
     where = f" --dir {root}" if "--dir" in command else ""
     cli_name = command[0]
-    print(f"list, inspect, compare:   {cli_name} ls{where};  {cli_name} show RUN{where};  {cli_name} diff A B{where}")
-    if cli_name != "epochal":
-        print("                          (or start TensorBoard from here: python -m nox -s demo -- --tensorboard)")
-    reported = write_report(root, table, where)
+    ids = list(table["id"]) if len(table) else ["RUN_A", "RUN_B"]
+    print(f"list, inspect, compare:   {cli_name} ls{where}")
+    print(f"                          {cli_name} show {ids[-1]}{where}")
+    if len(ids) > 1:
+        print(f"                          {cli_name} diff {ids[0]} {ids[1]}{where}")
+    if os.environ.get("NOX_CURRENT_SESSION"):
+        print("                          (or run the demo again, TensorBoard at the end: python -m nox -s demo -- --tensorboard)")
+    reported = write_report(root, table, f"{cli_name} report --project {PROJECT}{where} -o OTHER.html")
     if args.tensorboard:
         from epochal.cli import main as cli
 
@@ -149,7 +154,7 @@ def _epochal_command() -> str:
     return "epochal" if found and Path(found).resolve() == local.resolve() else str(local)
 
 
-def write_report(root: Path, table, where: str) -> bool:
+def write_report(root: Path, table, command: str) -> bool:
     """One offline HTML page comparing the demo's runs; prints its path."""
     if not len(table):
         return True
@@ -161,7 +166,7 @@ def write_report(root: Path, table, where: str) -> bool:
     except (ImportError, ValueError) as exc:
         print(f"report not written: {exc}")
         return False
-    print(f"compare them offline:     {path}  (open it in a browser; made like `epochal report{where}`)")
+    print(f"compare them offline:     {path}  (open it in a browser; another: {command})")
     return True
 
 

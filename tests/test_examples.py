@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,20 @@ def test_demo_hint_names_a_command_the_users_shell_finds(tmp_path, monkeypatch):
     assert demo._epochal_command() == str(script)
     script.unlink()
     assert demo._epochal_command() == f"{sys.executable} -m epochal"
+
+
+def test_demo_prints_commands_that_run_as_printed(run_root, tmp_path):
+    """Each command of the closing hint (ls, show, diff, report) runs as printed; the report it names exists."""
+    done = subprocess.run([sys.executable, str(EXAMPLES / "demo.py"), "--only", "sklearn", "--dir", str(run_root)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    hint = done.stdout.split("\nsee them in TensorBoard:", 1)[1]
+    lines = [line.split(":  ", 1)[-1].strip() for line in hint.splitlines()]  # "label:   command" or "   command"
+    commands = [line for line in lines if any(f" {verb} " in f"{line} " for verb in ("ls", "show", "diff"))]
+    assert len(commands) == 3, hint
+    for command in commands:
+        ran = subprocess.run(shlex.split(command), cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+        assert ran.returncode == 0 and ran.stdout.strip(), (command, ran.stdout, ran.stderr)
+    report = Path(hint.split("compare them offline:", 1)[1].split()[0])
+    assert report.is_file() and report.read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
+    assert "test/accuracy@X_test = " in done.stdout  # a Pipeline's headline: its test accuracy

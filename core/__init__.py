@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from .hookspecs import hookimpl
 from .media import Histogram, Image, Text
 from .plugins import register_plugin, unregister_plugin
+from .active import inherited_run
 from .run import Config, Run, Summary, current_run, finish, init
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ __all__ = [
 
 
 def _require_run() -> Run:
-    run = current_run()
+    run = current_run() or inherited_run()
     if run is None:
         raise RuntimeError("no active run: call epochal.init() first")
     return run

@@ -13,15 +13,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .run import Run
 
-__all__ = ["current_run", "active_runs", "finish"]
+__all__ = ["current_run", "active_runs", "inherited_run", "finish"]
 
 _active: list[Run] = []
+_inherited: list[Run] = []  # in a forked child: the parent's runs, detached (their calls are no-ops)
 _hooks_installed = False
 
 
 def current_run() -> Run | None:
     """The most recent unfinished run of this process, or None."""
     return _active[-1] if _active else None
+
+
+def inherited_run() -> Run | None:
+    """In a forked child: the parent's current run, detached, so ``epochal.log()`` there is a no-op
+    that warns once (as the run's own ``log()`` is) instead of an error that would stop a worker."""
+    return _inherited[-1] if _inherited else None
 
 
 def active_runs() -> list[Run]:
@@ -65,9 +72,11 @@ def _finish_all_at_exit() -> None:
 
 def _drop_runs_in_forked_child() -> None:
     """``os.register_at_fork`` hook: a forked child never inherits its parent's runs."""
-    for run in list(_active):
-        if not run.disabled:
-            run._detach_after_fork()
+    inherited = [run for run in _active if not run.disabled]
+    for run in inherited:
+        run._detach_after_fork()
+    if inherited:
+        _inherited[:] = inherited
     _active.clear()
 
 

@@ -139,6 +139,7 @@ FORK_SCRIPT = textwrap.dedent("""
         print("os.fork child sees a run:", epochal.current_run() is not None, flush=True)
         run.log({"x": -1.0})
         run.log({"x": -2.0})
+        epochal.log({"x": -3.0})  # the module-level call is the same no-op, never an error in a worker
         run.config["from_child"] = 1
         sys.exit(0)  # runs the exit handlers: they must not wait for the parent's threads
     print("os.fork child exit code", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)

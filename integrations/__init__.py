@@ -29,7 +29,7 @@ import threading
 import warnings
 from typing import Any, Callable
 
-__all__ = ["FRAMEWORKS", "autolog", "enabled", "Patches", "after_init", "InitAutolog"]
+__all__ = ["FRAMEWORKS", "OPTIONS", "autolog", "enabled", "Patches", "after_init", "InitAutolog"]
 
 log = logging.getLogger("epochal")
 
@@ -40,6 +40,15 @@ FRAMEWORKS: dict[str, tuple[str, str, str]] = {
     "keras": ("keras", "keras", "3.0"),
     "ultralytics": ("ultralytics", "ultralytics", "8.1"),
     "sklearn": ("sklearn", "scikit-learn", "1.3"),
+}
+#: What each integration's ``autolog`` takes besides :func:`epochal.init`'s arguments. ``epochal.autolog()``
+#: gives each integration only the options it takes, and rejects an option that no integration takes.
+OPTIONS: dict[str, frozenset[str]] = {
+    "lightning": frozenset({"checkpoints", "keep_last", "prefix"}),
+    "transformers": frozenset({"checkpoints", "keep_last"}),
+    "keras": frozenset({"checkpoints", "keep_last", "log_every_n_batches", "histogram_freq"}),
+    "ultralytics": frozenset({"checkpoints", "keep_last"}),
+    "sklearn": frozenset({"log_models", "max_child_runs", "log_datasets", "log_post_training_metrics", "log_plots"}),
 }
 _lock = threading.RLock()
 _enabled: set[str] = set()
@@ -61,8 +70,9 @@ def _switched(name: str, on: bool) -> None:
 def autolog(disable: bool = False, **kwargs: Any) -> None:
     """Track every training of every installed framework; ``disable=True`` undoes it all.
 
-    ``kwargs`` go to every integration's ``autolog`` (use what they share: ``project=``,
-    ``dir=``, ``tags=``...; framework-specific options go to that module's ``autolog``).
+    ``kwargs`` are :func:`epochal.init` arguments (``project=``, ``dir=``, ``tags=``...), given to
+    every integration, and integration options (:data:`OPTIONS`: ``checkpoints=`` for the four
+    that save checkpoints, ``log_plots=`` for sklearn...), given to those that take them.
     Frameworks not installed are skipped silently; one older than supported gets a warning.
     """
     with _lock:
@@ -78,6 +88,7 @@ def autolog(disable: bool = False, **kwargs: Any) -> None:
             if _finder in sys.meta_path:
                 sys.meta_path.remove(_finder)
             return
+        _check_options(kwargs)
         _options.clear()
         _options.update(kwargs)
         for name, (module, dist, oldest) in FRAMEWORKS.items():
@@ -89,6 +100,28 @@ def autolog(disable: bool = False, **kwargs: Any) -> None:
                 _finder.hooks[module] = name
         if _finder.hooks and _finder not in sys.meta_path:
             sys.meta_path.insert(0, _finder)
+
+
+def _init_arguments() -> frozenset[str]:
+    import inspect
+
+    from epochal.run import init
+
+    return frozenset(inspect.signature(init).parameters)
+
+
+def _check_options(kwargs: dict[str, Any]) -> None:
+    known = _init_arguments().union(*OPTIONS.values())
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TypeError(f"epochal.autolog() got unexpected argument(s) {unknown}; it takes epochal.init's "
+                        f"arguments and these integration options: {sorted(known - _init_arguments())}")
+
+
+def _options_for(name: str) -> dict[str, Any]:
+    """The options :func:`autolog` was given that integration ``name`` takes."""
+    takes = _init_arguments() | OPTIONS[name]
+    return {key: value for key, value in _options.items() if key in takes}
 
 
 def _installed(module: str) -> bool:
@@ -123,7 +156,7 @@ def _enable(name: str) -> None:
     """Switch one integration on (never raises: a framework that fails to hook is logged and skipped)."""
     with _lock:
         try:
-            importlib.import_module(f"{__name__}.{name}").autolog(**_options)
+            importlib.import_module(f"{__name__}.{name}").autolog(**_options_for(name))
         except TypeError:
             raise  # an argument this integration does not take: the user's to fix
         except Exception as exc:

@@ -196,3 +196,42 @@ def test_demo_runs_an_example_and_shows_the_table(run_root, tmp_path):
     assert "[1/1] sklearn" in done.stdout and " ok (" in done.stdout
     assert "finished" in done.stdout and "epochal tb" in done.stdout and str(run_root) in done.stdout
     assert any(run_root.glob("*/*/run.json"))
+
+
+def test_options_reach_only_the_integrations_that_take_them(run_root):
+    import numpy as np
+    import sklearn  # noqa: F401  (imported: autolog switches sklearn on at once)
+    from sklearn.linear_model import LogisticRegression
+
+    import epochal
+
+    try:
+        epochal.autolog(checkpoints=False, log_plots=False, project="opts")  # checkpoints: not sklearn's
+        assert "sklearn" in integrations.enabled()
+        x = np.random.default_rng(0).normal(size=(40, 3))
+        LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    finally:
+        epochal.autolog(disable=True)
+    (run,) = list((run_root / "opts").iterdir())
+    assert not (run / "media").exists()  # log_plots=False reached sklearn
+
+
+def test_an_option_no_integration_takes_is_a_clear_error():
+    import epochal
+
+    with pytest.raises(TypeError, match=r"\['checkpoint'\].*'checkpoints'"):
+        epochal.autolog(checkpoint="best")
+    assert integrations.enabled() == []
+
+
+@pytest.mark.parametrize("name, target", [
+    ("lightning", "EpochalLogger"), ("transformers", "EpochalCallback"), ("keras", "EpochalCallback"),
+    ("ultralytics", "EpochalCallbacks"), ("sklearn", "autolog"),
+])
+def test_the_options_table_matches_what_each_integration_takes(name, target, monkeypatch):
+    import importlib
+    import inspect
+
+    monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "torch"))
+    takes = inspect.signature(getattr(importlib.import_module(f"epochal.integrations.{name}"), target)).parameters
+    assert integrations.OPTIONS[name] <= set(takes)

@@ -120,7 +120,7 @@ def _check_options(kwargs: dict[str, Any]) -> None:
 
 def _options_for(name: str) -> dict[str, Any]:
     """The options :func:`autolog` was given that integration ``name`` takes."""
-    takes = _init_arguments() | OPTIONS[name]
+    takes = _init_arguments() | OPTIONS.get(name, frozenset())
     return {key: value for key, value in _options.items() if key in takes}
 
 

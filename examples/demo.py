@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"list, inspect, compare:   {cli_name} ls{where}")
     print(f"                          {cli_name} show {ids[-1]}{where}")
     if len(ids) > 1:
-        print(f"                          {cli_name} diff {ids[0]} {ids[1]}{where}")
+        print(f"                          {cli_name} diff {' '.join(_diff_pair(root, ids))}{where}")
     if os.environ.get("NOX_CURRENT_SESSION"):
         print("                          (or run the demo again, TensorBoard at the end: python -m nox -s demo -- --tensorboard)")
     reported = write_report(root, table, f"{cli_name} report --project {PROJECT}{where} -o OTHER.html")
@@ -135,6 +135,23 @@ def main(argv: list[str] | None = None) -> int:
 
         cli(command[1:])
     return 1 if any(o in ("failed", "missing") for o in outcomes.values()) or not reported else 0
+
+
+def _diff_pair(root: Path, ids: list[str]) -> tuple[str, str]:
+    """Two runs worth diffing: the first pair with the same config keys and some value apart (else the first two)."""
+    import epochal
+
+    configs = {}
+    for run_id in ids:
+        try:
+            configs[run_id] = epochal.open_run(f"{PROJECT}/{run_id}", dir=str(root)).config
+        except (OSError, LookupError, ValueError):  # an unreadable run is simply not offered
+            continue
+    for index, a in enumerate(configs):
+        for b in list(configs)[index + 1:]:
+            if configs[a].keys() == configs[b].keys() and configs[a] != configs[b]:
+                return a, b
+    return ids[0], ids[1]
 
 
 def _epochal_command() -> str:

@@ -98,6 +98,8 @@ def test_demo_prints_commands_that_run_as_printed(run_root, tmp_path):
     for command in commands:
         ran = subprocess.run(shlex.split(command), cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
         assert ran.returncode == 0 and ran.stdout.strip(), (command, ran.stdout, ran.stderr)
+        if " diff " in command:  # two runs alike but for a value: the grid search's candidates, C apart
+            assert "clf__C" in ran.stdout and "<missing>" not in ran.stdout, ran.stdout
     report = Path(hint.split("compare them offline:", 1)[1].split()[0])
     assert report.is_file() and report.read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
     assert "test/accuracy@X_test = " in done.stdout  # a Pipeline's headline: its test accuracy

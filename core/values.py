@@ -19,14 +19,17 @@ Coercions (documented, each with a warning naming the key where data changes):
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import logging
 import math
 import sys
+from argparse import Namespace
 from typing import Any, Mapping
 
 __all__ = [
     "MAX_KEY_LENGTH", "MAX_STEP", "RESERVED_KEYS", "check_key", "check_step_range", "to_number",
-    "clean_metrics", "jsonable",
+    "clean_metrics", "jsonable", "plain", "model_facts",
 ]
 
 log = logging.getLogger("epochal")
@@ -191,3 +194,34 @@ def _is_nan(value: Any) -> bool:
         return value != value
     except Exception:
         return False
+
+
+# -- hyperparameters of framework objects ------------------------------------------------------
+def plain(value: Any) -> Any:
+    """Hyperparameters in JSON shapes: namespaces and dataclasses as dicts (nested too), sets as
+    sorted lists, enums as their values; anything else is left for the run's config to coerce."""
+    if isinstance(value, Namespace):
+        value = vars(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((plain(v) for v in value), key=repr)
+    if isinstance(value, enum.Enum):
+        return plain(value.value)
+    return value
+
+
+def model_facts(model: Any) -> dict[str, Any]:
+    """``{"class", "parameters", "trainable_parameters"}`` of a torch module (sizes left out while lazy)."""
+    facts: dict[str, Any] = {"class": type(model).__name__}
+    try:
+        sizes = [(getattr(p, "ds_numel", None) or p.numel(), p.requires_grad) for p in model.parameters()]
+    except Exception:  # lazy (uninitialised) parameters have no size yet
+        return facts
+    facts["parameters"] = sum(n for n, _ in sizes)  # ds_numel: DeepSpeed ZeRO-3 shards report 0 elements
+    facts["trainable_parameters"] = sum(n for n, trainable in sizes if trainable)
+    return facts

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import keras
 
-from epochal.lifecycle import Checkpoints
+from epochal.checkpoints import Checkpoints
 
 from .keras import EpochalCallback
 

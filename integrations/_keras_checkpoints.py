@@ -1,4 +1,4 @@
-"""Following the ``ModelCheckpoint`` callbacks of one Keras fit into a :class:`~epochal.lifecycle.CheckpointPolicy`.
+"""Following the ``ModelCheckpoint`` callbacks of one Keras fit into a :class:`~epochal.checkpoints.CheckpointPolicy`.
 
 Keras gives a callback no view of another's saves, so for the length of the fit each followed
 ``ModelCheckpoint`` gets an instance-level ``_save_model`` that calls its own and then reports
@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Mapping
 
-from epochal.lifecycle import CheckpointPolicy, Tracking, detach
+from epochal.checkpoints import CheckpointPolicy, detach
+from epochal.lifecycle import Tracking
 
 from ._keras_facts import file_state, scalars
 

@@ -14,7 +14,7 @@ Records fit settings, the optimizer's config, parameter counts and ``model.summa
 epoch-end logs under canonical names (``val_accuracy`` -> ``val/accuracy``) with ``lr``, at
 step = ``optimizer.iterations`` and epoch = epochs completed (fractional for batch points).
 
-Checkpoints (``checkpoints="best"|"last"|"all"|False``, :class:`epochal.lifecycle.CheckpointPolicy`):
+Checkpoints (``checkpoints="best"|"last"|"all"|False``, :class:`epochal.checkpoints.CheckpointPolicy`):
 what the fit's ``ModelCheckpoint`` callbacks save, the best by each one's own monitor and mode
 (a fixed path rewritten every epoch holds the last, not the best); a fit without one saves the
 model once at its end (``model.keras``). Resume: with ``keras.callbacks.BackupAndRestore`` in the
@@ -38,7 +38,8 @@ except ModuleNotFoundError as exc:
 if int(keras.version().split(".")[0]) < 3:
     raise ImportError(f"EpochalCallback needs Keras 3, found {keras.version()}: pip install 'epochal[keras]'")
 
-from epochal.lifecycle import Checkpoints, CheckpointPolicy, Tracking, read_marker, write_marker
+from epochal.checkpoints import Checkpoints, CheckpointPolicy
+from epochal.lifecycle import Tracking, read_marker, write_marker
 from epochal.names import KERAS
 from epochal.run import Run
 
@@ -56,7 +57,7 @@ class EpochalCallback(keras.callbacks.Callback):
     ``log_every_n_batches``: also log the running train metrics every N optimizer steps.
     ``histogram_freq``: every N epochs, a histogram of each weight (``weights/<weight path>``), as
     ``keras.callbacks.TensorBoard(histogram_freq=N)`` writes them (0: none).
-    ``checkpoints``/``keep_last``: see :class:`~epochal.lifecycle.CheckpointPolicy`.
+    ``checkpoints``/``keep_last``: see :class:`~epochal.checkpoints.CheckpointPolicy`.
     ``init_kwargs`` go to ``epochal.init``.
     """
 

@@ -5,7 +5,7 @@
 - Hyperparameters (dict, Namespace, dataclass) and model facts to the config; ``log_image``/``log_text``
   take ``WandbLogger``'s arguments (:mod:`epochal.media`).
 - ``checkpoints="best"`` (default) | ``"last"`` | ``"all"`` | ``False``: ModelCheckpoint files as
-  versions of the ``model`` artifact (:class:`~epochal.lifecycle.CheckpointPolicy`).
+  versions of the ``model`` artifact (:class:`~epochal.checkpoints.CheckpointPolicy`).
 - ``name`` is the project, ``version`` the run id (ModelCheckpoint's default folder is
   ``<run dir>/checkpoints``), ``experiment`` the :class:`epochal.Run` on every rank (the others
   add hardware samples; metrics, config and checkpoints are rank zero's).
@@ -30,9 +30,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without lightnin
     raise ImportError("EpochalLogger needs lightning: pip install 'epochal[lightning]'") from exc
 
 from epochal.integrations import InitAutolog
-from epochal.lifecycle import (
-    MARKER_KEY, CheckpointPolicy, Checkpoints, Tracking, marker, model_facts, plain, read_marker,
-)
+from epochal.checkpoints import CheckpointPolicy, Checkpoints
+from epochal.lifecycle import MARKER_KEY, Tracking, marker, read_marker
+from epochal.values import model_facts, plain
 from epochal.media import image_batch, markdown_table
 from epochal.names import LIGHTNING
 from epochal.query import root_dir

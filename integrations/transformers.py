@@ -9,7 +9,7 @@
   ``trainer.predict`` metrics (``test_*``) at ``on_predict``;
 - ``checkpoints="best"`` (default) | ``"last"`` | ``"all"`` | ``False``: checkpoint folders as
   versions of the ``model`` artifact (best by ``metric_for_best_model``, else the last saved),
-  ``keep_last`` bounds the versions kept (:class:`epochal.lifecycle.CheckpointPolicy`).
+  ``keep_last`` bounds the versions kept (:class:`epochal.checkpoints.CheckpointPolicy`).
 
 Which run, ending, failure at exit and resume are :class:`epochal.lifecycle.Tracking`'s: every
 checkpoint folder gets an ``epochal.json`` marker, and ``train(resume_from_checkpoint=...)``
@@ -34,9 +34,9 @@ except ImportError as _exc:  # pragma: no cover - exercised only without transfo
     raise ImportError("EpochalCallback needs transformers: pip install 'epochal[transformers]'") from _exc
 
 from epochal.integrations import InitAutolog
-from epochal.lifecycle import (
-    CheckpointPolicy, Checkpoints, Tracking, model_facts, plain, read_marker, write_marker,
-)
+from epochal.checkpoints import CheckpointPolicy, Checkpoints
+from epochal.lifecycle import Tracking, read_marker, write_marker
+from epochal.values import model_facts, plain
 from epochal.names import TRANSFORMERS
 from epochal.run import Run
 

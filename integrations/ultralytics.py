@@ -18,7 +18,7 @@ What a training records:
   (canonical names; Ultralytics' own in the name map);
 - the final validation of ``best.pt`` goes to the summary under ``best/`` (``best/val/mAP50(B)``,
   ``best/epoch``), never as another point;
-- checkpoints (``checkpoints="best"|"last"|"all"|False``, :class:`epochal.lifecycle.CheckpointPolicy`):
+- checkpoints (``checkpoints="best"|"last"|"all"|False``, :class:`epochal.checkpoints.CheckpointPolicy`):
   by default ``best.pt`` at the end, as a version of the ``model`` artifact (``best``/``latest``);
   ``plots`` and ``results.csv`` at the end;
 - every plot YOLO draws (label statistics, batch mosaics, results, curves, confusion matrices)
@@ -38,7 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from epochal.lifecycle import Checkpoints, CheckpointPolicy, Tracking, detach, read_marker, write_marker
+from epochal.checkpoints import Checkpoints, CheckpointPolicy, detach
+from epochal.lifecycle import Tracking, read_marker, write_marker
 from epochal.names import ULTRALYTICS, epoch_step
 
 from ._ultralytics_facts import log_datasets, log_plots, project_name, setup_facts, store_outputs
@@ -74,7 +75,7 @@ class EpochalCallbacks:
     ``run``: log into this run and leave it open; else the user's current run, else each
     training opens (and finishes) its own with ``init_kwargs`` (``project=``, ``dir=``,
     ``tags=``...), which win over the trainer's project and name. ``checkpoints``/``keep_last``:
-    see :class:`~epochal.lifecycle.CheckpointPolicy`.
+    see :class:`~epochal.checkpoints.CheckpointPolicy`.
     """
 
     def __init__(self, run: Any = None, *, checkpoints: Checkpoints | bool = "best", keep_last: int | None = None,

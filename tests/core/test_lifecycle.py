@@ -13,9 +13,8 @@ import pytest
 
 import epochal
 from epochal.artifacts import list_versions, read_manifest
-from epochal.lifecycle import (
-    CheckpointPolicy, Tracking, check_init_args, detach, marker, owned_by, read_marker, write_marker,
-)
+from epochal.checkpoints import CheckpointPolicy, detach
+from epochal.lifecycle import Tracking, check_init_args, marker, owned_by, read_marker, write_marker
 
 
 def _status(run) -> str:
@@ -278,7 +277,7 @@ def test_plain_hyperparameters():
     import enum
     from argparse import Namespace
 
-    from epochal.lifecycle import plain
+    from epochal.values import plain
 
     class Mode(enum.Enum):
         FAST = "fast"

@@ -255,7 +255,8 @@ def test_wrong_arguments_fail_at_once_and_callback_errors_never_reach_training(c
         def label_loss_items(self, *args, **kwargs):
             return {}
 
-    from epochal.lifecycle import CheckpointPolicy, Tracking
+    from epochal.checkpoints import CheckpointPolicy
+    from epochal.lifecycle import Tracking
 
     tracker, trainer = integration.EpochalCallbacks(), Trainer()
     training = integration._Training(tracker, Tracking("ultralytics", run=BrokenRun()), CheckpointPolicy())

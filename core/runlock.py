@@ -47,10 +47,10 @@ class RunLock:
             os.close(fd)
             raise self._in_use(owner) from None
         try:
-            self._check_other_host(meta)
-            os.ftruncate(fd, 0)
             owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-            os.pwrite(fd, json.dumps(owner).encode(), 0)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(owner).encode(), 0)  # first: a contender is waiting to read it
+            self._check_other_host(meta)
         except BaseException:
             os.close(fd)
             raise
@@ -90,9 +90,17 @@ class RunLock:
         )
 
 
-def _read_owner(fd: int) -> dict[str, Any]:
-    try:
-        owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return owner if isinstance(owner, dict) else {}
-    except (OSError, ValueError):
-        return {}
+def _read_owner(fd: int, patience: float = 2.0) -> dict[str, Any]:
+    """The owner named in the lock file; the owner writes it just after taking the lock, so an
+    empty or partial file is read again for up to ``patience`` seconds before giving up."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except OSError:
+            return {}
+        except ValueError:
+            owner = {}
+        if (isinstance(owner, dict) and "pid" in owner) or time.monotonic() > deadline:
+            return owner if isinstance(owner, dict) else {}
+        time.sleep(0.01)

@@ -108,7 +108,8 @@ def test_report_tables_and_traces(runs, tmp_path):
     assert data["parcoords"]["dimensions"][0]["label"] == "lr"
     git = epochal.open_run(runs[0].id).environment["git"]  # the tests run inside this repository's checkout
     where = re.search(r'<tr data-run="0">.*?</tr>', text.split('id="where-table"')[1]).group(0)
-    assert str(runs[0].dir) in where and git["commit"][:12] in where and git["root"] in where
+    origin = git.get("remote") or git["root"]  # a clone shows where it came from
+    assert str(runs[0].dir) in where and git["commit"][:12] in where and origin in where
     assert ("(dirty: uncommitted changes)" if git["dirty"] else "(clean)") in where
 
 

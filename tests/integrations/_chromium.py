@@ -15,6 +15,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -61,6 +62,7 @@ class Browser:
         self.process = subprocess.Popen(
             [chromium_path(), *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True,  # its zygote, renderers and crash handler share one group, stopped together
         )
         try:
             self._socket = websocket.create_connection(self._endpoint(), timeout=timeout, suppress_origin=True)
@@ -176,15 +178,22 @@ class Browser:
             self._socket.close()
         except Exception:
             pass
-        self.process.terminate()
+        self._signal_group(signal.SIGTERM)
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            pass
+        self._signal_group(signal.SIGKILL)  # helpers still writing into the profile would break its removal
+        self.process.wait()
         if self.process.stderr:
             self.process.stderr.close()
         self._profile.cleanup()
+
+    def _signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def __enter__(self) -> "Browser":
         return self

@@ -13,6 +13,9 @@ Off the training thread (:func:`epochal_run_start`, rank 0 only) ``environment/`
 - ``git.diff``: the uncommitted changes against HEAD, capped at ``MAX_DIFF_BYTES`` with a
   note when cut.
 
+Packages, framework versions, CPU and GPU names are gathered once per process in a
+short-lived child Python, off this process's GIL (:mod:`epochal.host_facts`).
+
 Secrets never reach disk: the environment is an allow-list, argv values after secret
 flags and URL credentials are redacted (:mod:`epochal.redact`), and every file written
 here is scrubbed of the values of secret-named environment variables and argv flags.
@@ -20,7 +23,6 @@ here is scrubbed of the values of secret-named environment variables and argv fl
 
 from __future__ import annotations
 
-import functools
 import getpass
 import json
 import os
@@ -32,11 +34,11 @@ import subprocess
 import sys
 import threading
 import time
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Mapping
 
 from .hookspecs import hookimpl
+from .host_facts import FRAMEWORKS, cpu_model, framework_versions, gpu_names, requirements, slow_facts
 from .redact import redact, redact_argv, redact_text, safe_environment
 from .store import folder_inside
 
@@ -48,12 +50,6 @@ __all__ = [
 ENV_DIR = "environment"
 MAX_DIFF_BYTES = 1 << 20
 GIT_TIMEOUT = 20.0
-#: distribution names whose versions are recorded when installed (never imported).
-FRAMEWORKS = (
-    "torch", "torchvision", "lightning", "pytorch-lightning", "transformers", "accelerate", "datasets", "keras",
-    "tensorflow", "jax", "jaxlib", "flax", "ultralytics", "scikit-learn", "xgboost", "lightgbm", "tensorboard",
-    "numpy", "pandas", "epochal",
-)
 _URL_CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
 
 
@@ -184,84 +180,6 @@ def git_status(root: str, max_diff_bytes: int = MAX_DIFF_BYTES) -> tuple[dict[st
     return facts, text
 
 
-# -- packages and hardware (cached per process) --------------------------------------------
-@functools.lru_cache(maxsize=1)
-def requirements() -> tuple[str, ...]:
-    """Every installed distribution as ``name==version``, sorted, one per name."""
-    seen: dict[str, str] = {}
-    for dist in importlib_metadata.distributions():
-        try:
-            name = dist.metadata["Name"]
-        except Exception:
-            continue
-        if name and name.lower() not in seen:
-            seen[name.lower()] = f"{name}=={dist.version}"
-    return tuple(seen[k] for k in sorted(seen))
-
-
-@functools.lru_cache(maxsize=1)
-def framework_versions() -> dict[str, str]:
-    """Versions of the ML frameworks installed (from package metadata; nothing is imported)."""
-    out = {}
-    for name in FRAMEWORKS:
-        try:
-            out[name] = importlib_metadata.version(name)
-        except Exception:
-            continue
-    return out
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_model() -> str | None:
-    """The CPU's marketing name, e.g. ``AMD EPYC 7B13``."""
-    text = _read(Path("/proc/cpuinfo"))
-    if text:
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Hardware", "Processor", "cpu model") and value.strip():
-                return value.strip()
-    if sys.platform == "darwin":
-        try:
-            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
-                                 timeout=5)
-            if out.stdout.strip():
-                return out.stdout.strip()
-        except Exception:
-            pass
-    return platform.processor() or None
-
-
-@functools.lru_cache(maxsize=1)
-def gpu_names() -> tuple[str, ...]:
-    """GPU names via NVML, else ``nvidia-smi``, else an already-initialised ``torch.cuda``; () when none."""
-    try:
-        import pynvml  # nvidia-ml-py
-
-        pynvml.nvmlInit()
-        names = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(index))
-            names.append(name.decode() if isinstance(name, bytes) else str(name))
-        return tuple(names)
-    except Exception:
-        pass
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=10)
-            if out.returncode == 0:
-                return tuple(line.strip() for line in out.stdout.splitlines() if line.strip())
-        except Exception:
-            pass
-    torch = sys.modules.get("torch")
-    try:
-        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-            return tuple(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-    except Exception:
-        pass
-    return ()
-
-
 # -- the facts -----------------------------------------------------------------------------------
 def basic_metadata() -> dict[str, Any]:
     """Cheap facts about this process, gathered synchronously at ``init`` (never raises)."""
@@ -333,11 +251,12 @@ def capture(run_dir: Path, basic: Mapping[str, Any] | None = None, started: floa
         memory_gb = round(__import__("psutil").virtual_memory().total / 1024**3, 2)
     except Exception:
         memory_gb = None
+    slow = slow_facts()  # gathered in a child process: off this process's GIL
     facts.update(
-        started=started, git=git, cpu={"model": cpu_model(), "count": os.cpu_count()}, memory_gb=memory_gb,
-        gpus=list(gpu_names()), frameworks=framework_versions(), packages=len(requirements()),
+        started=started, git=git, cpu={"model": slow["cpu_model"], "count": os.cpu_count()}, memory_gb=memory_gb,
+        gpus=list(slow["gpus"]), frameworks=dict(slow["frameworks"]), packages=len(slow["requirements"]),
     )
-    _write_text(folder / "requirements.txt", "\n".join(requirements()) + "\n")
+    _write_text(folder / "requirements.txt", "\n".join(slow["requirements"]) + "\n")
     if git.get("repo"):
         _write_text(folder / "git.diff", diff)
     _write_text(folder / "metadata.json", json.dumps(redact(facts), indent=1, default=repr))

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import epochal
-from epochal import environment
+from epochal import environment, host_facts
 from epochal.store import read_json
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e",
@@ -196,3 +196,39 @@ def test_short_or_plain_secret_values_do_not_mangle_files(repo, monkeypatch):
     facts, folder = env_files(run)  # still valid JSON with real booleans
     assert facts["git"]["dirty"] is True and facts["git"]["diff_truncated"] is False
     assert "+lr = 0.3" in (folder / "git.diff").read_text()
+
+
+@pytest.fixture
+def fresh_facts():
+    """The per-process cache of the slow facts emptied before and after the test."""
+    host_facts.slow_facts.cache_clear()
+    yield host_facts
+    host_facts.slow_facts.cache_clear()
+
+
+def test_slow_facts_come_from_a_child_on_this_sys_path(tmp_path, monkeypatch, fresh_facts):
+    dist = tmp_path / "epochal_canary_dist-1.2.3.dist-info"  # installed only on this process's sys.path
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: epochal-canary-dist\nVersion: 1.2.3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    host_facts.requirements.cache_clear()
+    try:
+        child = host_facts._from_child()
+        assert "epochal-canary-dist==1.2.3" in child["requirements"]
+        assert child == host_facts._gather()  # the same facts as gathered in-process
+    finally:
+        host_facts.requirements.cache_clear()
+
+
+@pytest.mark.parametrize("break_child", ["no interpreter", "timeout"])
+def test_slow_facts_fall_back_in_process_when_the_child_fails(monkeypatch, fresh_facts, break_child):
+    if break_child == "no interpreter":
+        monkeypatch.setattr(sys, "executable", os.devnull)
+    else:
+        monkeypatch.setattr(host_facts, "CHILD_TIMEOUT", 1e-4)
+    with pytest.raises(Exception):
+        host_facts._from_child()
+    facts = host_facts.slow_facts()
+    assert facts["requirements"] == list(host_facts.requirements()) and any(
+        r.startswith("pluggy==") for r in facts["requirements"])
+    assert facts["frameworks"] == host_facts.framework_versions() and facts["cpu_model"] == host_facts.cpu_model()

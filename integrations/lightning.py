@@ -11,19 +11,19 @@
   add hardware samples; metrics, config and checkpoints are rank zero's).
 
 Which run, ending, failure and resume are :class:`~epochal.lifecycle.Tracking`'s; checkpoints hold
-its marker, and loading one switches to that run (Lightning opens loggers before reading it).
+its marker, and loading one switches to that run (Lightning opens loggers before reading it):
+:mod:`._lightning_resume`. ModelCheckpoint following: :mod:`._lightning_checkpoints`.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Mapping
 from typing import Any
 
 try:
     from lightning.pytorch import Trainer
-    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import Logger
     from lightning.pytorch.utilities import rank_zero_only
 except ImportError as exc:  # pragma: no cover - exercised only without lightning
@@ -31,12 +31,15 @@ except ImportError as exc:  # pragma: no cover - exercised only without lightnin
 
 from epochal.integrations import InitAutolog
 from epochal.checkpoints import CheckpointPolicy, Checkpoints
-from epochal.lifecycle import MARKER_KEY, Tracking, marker, read_marker
+from epochal.lifecycle import Tracking, marker
 from epochal.values import model_facts, plain
 from epochal.media import image_batch, markdown_table
 from epochal.names import LIGHTNING
 from epochal.query import root_dir
 from epochal.run import DEFAULT_PROJECT, Run
+
+from ._lightning_checkpoints import CheckpointFollower
+from ._lightning_resume import RunInCheckpoint, trainer_of
 
 __all__ = ["EpochalLogger", "autolog"]
 
@@ -54,23 +57,20 @@ class EpochalLogger(Logger):
             raise TypeError("EpochalLogger(log_model=...) is now checkpoints='best' | 'last' | 'all' | False")
         given = {k: v for k, v in {"project": project, "name": name, **init_kwargs}.items() if v is not None}
         self._tracking = Tracking("lightning", run=run, **given)
-        self._policy = CheckpointPolicy(checkpoints, keep_last=keep_last)
+        self._checkpoints = CheckpointFollower(CheckpointPolicy(checkpoints, keep_last=keep_last))
         self._dialect = LIGHTNING.with_prefix(prefix)
         self._marker: dict[str, str] | None = marker(run) if run is not None else None
         self._hparams: dict[str, Any] = {}
-        self._saves: dict[str, Any] = {}  # ModelCheckpoint state_key -> (weak proxy, last global step stored)
         self._error: BaseException | None = None
-        self.callback = _RunInCheckpoint(self)
+        self.callback = RunInCheckpoint(self)
 
     @property
     def experiment(self) -> Run:
         """The run, opened on first use (and reopened after ``finalize`` for a later test/validate)."""
         tracking = self._tracking
         if not tracking.is_open:
-            run = tracking.start(resume=self._marker)
+            run = self._open(self._marker)
             self._marker = None if run.disabled else marker(run)
-            if self._hparams and run.is_owner:
-                run.config.update(self._hparams)
         return tracking.run  # type: ignore[return-value]
 
     @property
@@ -131,29 +131,19 @@ class EpochalLogger(Logger):
     def log_graph(self, model: Any, input_array: Any = None) -> None:
         """Called before training: hooks the trainer up, follows a loaded checkpoint, records model facts."""
         with self._tracking.guard("log_graph"):
-            trainer = _trainer_of(model)
+            trainer = trainer_of(model)
             if trainer is not None:
-                self._attach(trainer)
+                self.callback.attach(trainer)
                 loaded = getattr(trainer._checkpoint_connector, "_loaded_checkpoint", None)
                 if loaded:  # read before the callback joined the trainer
-                    self._follow(trainer, loaded)
+                    self.callback.follow(trainer, loaded)
             if self.experiment.is_owner:
                 self.experiment.config.setdefaults({"model": model_facts(model)})
 
     @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
         with self._tracking.guard("after_save_checkpoint"):
-            cb = checkpoint_callback
-            step = cb._last_global_step_saved
-            key = cb.state_key
-            if key in self._saves and self._saves[key][1] == step:
-                return  # the same step's save under a second name (last.ckpt)
-            self._saves[key] = (cb, step)
-            files = [p for p in {cb.best_model_path, cb.last_model_path, *cb.best_k_models} if p and os.path.exists(p)]
-            if files:
-                path = max(files, key=os.path.getmtime)  # the file ModelCheckpoint has just written
-                best = path == cb.best_model_path if cb.monitor else None
-                self._policy.saved(self.experiment, path, best=best, metadata=_facts(cb, path, step))
+            self._checkpoints.saved(checkpoint_callback, lambda: self.experiment)
 
     def save(self) -> None:
         """Nothing to do: the run's writer thread flushes in the background."""
@@ -164,75 +154,23 @@ class EpochalLogger(Logger):
         if run is None or not tracking.is_open:
             return
         with tracking.guard("finalize"):
-            if self._saves and run.is_owner:
-                cb, step = next(iter(self._saves.values()))
-                best = cb.best_model_path if cb.monitor and cb.best_model_path else None
-                self._policy.end(run, best=best, metadata=_facts(cb, best, step) if best else None)
-            self._saves.clear()
+            self._checkpoints.end(run)
         failed = status not in ("success", "finished")
         tracking.end((self._error or f"Lightning ended the training with status {status!r}") if failed else None)
         self._error = None
 
     def __getstate__(self) -> dict[str, Any]:  # ddp_spawn pickles the logger: the copy reopens the run by marker
         state = self.__dict__.copy()
-        state.update(_saves={}, _error=None)
+        state.update(_error=None)
         return state
 
-    def _attach(self, trainer: Any) -> None:
-        """Add the callback that keeps the run's marker in checkpoints (once per trainer)."""
-        if not any(cb is self.callback for cb in trainer.callbacks):
-            trainer.callbacks.append(self.callback)
-
-    def _follow(self, trainer: Trainer, checkpoint: Mapping[str, Any]) -> None:
-        """Continue the run a loaded checkpoint names instead of the empty one Lightning opened."""
-        stored = read_marker(checkpoint, project=self.name)
-        if stored is None or stored["id"] == self.version:
-            return
-        before = self.log_dir
-        self._marker = stored
-        run = self._tracking.start(resume=stored)
+    def _open(self, resume: dict[str, str] | None) -> Run:
+        """Start the run, or continue the one the marker ``resume`` names; the hyperparameters logged so far go with it."""
+        self._marker = resume
+        run = self._tracking.start(resume=resume)
         if self._hparams and run.is_owner:
             run.config.update(self._hparams)
-        for cb in trainer.checkpoint_callbacks:  # folders Lightning derived from the dropped id
-            if isinstance(cb, ModelCheckpoint) and before and cb.dirpath == os.path.join(before, "checkpoints"):
-                cb.dirpath = os.path.join(self.log_dir or before, "checkpoints")
-                state = (checkpoint.get("callbacks") or {}).get(cb.state_key)
-                if state:
-                    cb.load_state_dict(copy.deepcopy(state))
-
-
-class _RunInCheckpoint(Callback):
-    """Puts the run's marker into every checkpoint, follows a loaded one, remembers the error."""
-
-    def __init__(self, logger: EpochalLogger) -> None:
-        self.logger = logger
-
-    @property
-    def state_key(self) -> str:
-        return f"EpochalLogger[{self.logger.name}]"
-
-    def on_save_checkpoint(self, trainer: Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
-        run = self.logger._tracking.run
-        if run is not None and not run.disabled:
-            checkpoint[MARKER_KEY] = marker(run)
-
-    def on_load_checkpoint(self, trainer: Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
-        with self.logger._tracking.guard("on_load_checkpoint"):
-            self.logger._follow(trainer, checkpoint)
-
-    def on_exception(self, trainer: Trainer, pl_module: Any, exception: BaseException) -> None:
-        self.logger._error = exception
-
-
-def _facts(cb: Any, path: str, step: Any) -> dict[str, Any]:
-    score = cb.best_k_models.get(path, cb.best_model_score if path == cb.best_model_path else cb.current_score)
-    number = float(score.item() if hasattr(score, "item") else score) if score is not None else None
-    return {"monitor": cb.monitor, "mode": cb.mode, "score": number, "step": step}
-
-
-def _trainer_of(model: Any) -> Trainer | None:
-    trainer = getattr(model, "_trainer", None)
-    return trainer if isinstance(trainer, Trainer) else None
+        return run
 
 
 def autolog(disable: bool = False, **logger_kwargs: Any) -> None:
@@ -248,7 +186,7 @@ def _add_logger(trainer: Trainer, options: dict[str, Any]) -> None:
         ours = [EpochalLogger(**options)]
         trainer.loggers = [*trainer.loggers, *ours]
     for logger in ours:  # attached now, so a checkpoint loaded before training is followed
-        logger._attach(trainer)
+        logger.callback.attach(trainer)
 
 
 _autolog = InitAutolog("lightning", lambda: Trainer, EpochalLogger, _add_logger)

@@ -14,7 +14,7 @@ Supported without importing anything heavy (types are recognised by module name)
 - anything else: its type and length, with ``sha256: None`` (not comparable by content).
 
 ``Run.log_dataset`` of a path records ``{"kind": "path", "path": ..., "pending": true}`` at
-once and fingerprints on epochal's dataset thread (:class:`PathFingerprints`); the facts
+once and fingerprints on epochal's background thread (:meth:`Run.in_background`); the facts
 replace the placeholder when done, and ``finish()`` waits for them (up to its timeout).
 A missing path still raises ``FileNotFoundError`` on the caller's thread.
 """
@@ -26,7 +26,6 @@ import json
 import os
 import sys
 import threading
-from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable
 
@@ -142,18 +141,6 @@ def is_path(data: Any) -> bool:
     return isinstance(data, (str, os.PathLike))
 
 
-_executor: futures.ThreadPoolExecutor | None = None
-_executor_guard = threading.Lock()
-
-
-def _pool() -> futures.ThreadPoolExecutor:
-    global _executor
-    with _executor_guard:
-        if _executor is None:
-            _executor = futures.ThreadPoolExecutor(1, thread_name_prefix="epochal-datasets")
-        return _executor
-
-
 class PathFingerprints:
     """One run's datasets: paths fingerprinted off the caller's thread, every record through ``record``.
 
@@ -161,10 +148,11 @@ class PathFingerprints:
     one lock, so a placeholder never replaces finished facts and two datasets never lose each other.
     """
 
-    def __init__(self, record: Callable[[str, dict[str, Any]], None]) -> None:
+    def __init__(self, record: Callable[[str, dict[str, Any]], None],
+                 in_background: Callable[..., Any]) -> None:
         self._record = record
+        self._in_background = in_background  # the run's Run.in_background: its finish() waits for the work
         self._lock = threading.Lock()
-        self._pending: list[futures.Future] = []
         self._done: set[str] = set()
 
     def record(self, name: str, facts: dict[str, Any]) -> None:
@@ -173,7 +161,7 @@ class PathFingerprints:
             self._record(name, facts)
 
     def add(self, name: str, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Record a placeholder for ``path`` now, its fingerprint when the dataset thread has made it."""
+        """Record a placeholder for ``path`` now, its fingerprint when the background thread has made it."""
         root = Path(os.fspath(path)).expanduser()
         if not root.exists():
             raise FileNotFoundError(f"cannot fingerprint dataset {str(root)!r}: no such file or folder")
@@ -181,23 +169,18 @@ class PathFingerprints:
         with self._lock:
             self._done.discard(name)
             self._record(name, placeholder)
-        future = _pool().submit(_path_fingerprint, root)
-        future.add_done_callback(lambda done: self._finished(name, placeholder, done))
-        self._pending.append(future)
+        self._in_background(self._fingerprint, name, placeholder, root)
         return placeholder
 
-    def _finished(self, name: str, placeholder: dict[str, Any], done: futures.Future) -> None:
+    def _fingerprint(self, name: str, placeholder: dict[str, Any], root: Path) -> None:
+        """On the background thread; recorded before the future is done, so a ``finish()`` waiting for it sees it."""
         try:
-            facts = done.result()
+            facts = _path_fingerprint(root)
         except Exception as exc:  # unreadable now: say so instead of a fingerprint
             facts = {**placeholder, "pending": False, "sha256": None, "error": repr(exc)}
         with self._lock:
             if name not in self._done:  # a later log_dataset of the same name wins
                 self._record(name, facts)
-
-    def wait(self, timeout: float | None) -> None:
-        """Block until every fingerprint asked for so far was recorded (or ``timeout`` passed)."""
-        futures.wait(list(self._pending), timeout)
 
 
 # -- arrays and frames ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 from . import distributed
 from .active import _active, _register_active, _unregister_active, active_runs, current_run, finish  # noqa: F401
@@ -46,6 +46,8 @@ DEFAULT_PROJECT = "default"
 STATUSES = ("running", "finished", "failed", "crashed")
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,127}$")
 _time = time.time
+_pending_lock = threading.Lock()  # guards the background thread and each run's list of work finish() waits for
+_executor: Any = None  # the background thread of Run.in_background, made on first use
 
 
 def _version() -> str:
@@ -466,13 +468,30 @@ class Run:
         self._datasets().record(str(name), facts)
         return facts
 
+    def in_background(self, work: Callable[..., Any], *args: Any) -> Any:
+        """Run ``work(*args)`` on epochal's background thread (one per process, tasks in order); its ``Future``.
+
+        ``finish()`` waits for it (up to ``finish_timeout``), so work that records into this run
+        off the caller's thread (a path's fingerprint, a training plot being drawn) is in before it closes.
+        """
+        global _executor
+        with _pending_lock:
+            if _executor is None:
+                from concurrent import futures
+
+                _executor = futures.ThreadPoolExecutor(1, thread_name_prefix="epochal-background")
+            future = _executor.submit(work, *args)
+            self.__dict__["_pending"] = [f for f in self.__dict__.get("_pending", ()) if not f.done()] + [future]
+        return future
+
     def _datasets(self) -> Any:
         datasets = self.__dict__.get("_path_fingerprints")
         if datasets is None:
             from .datasets import PathFingerprints
 
             datasets = self.__dict__["_path_fingerprints"] = PathFingerprints(
-                lambda name, facts: self.set_metadata(datasets={**self._meta.get("datasets", {}), name: facts}))
+                lambda name, facts: self.set_metadata(datasets={**self._meta.get("datasets", {}), name: facts}),
+                self.in_background)
         return datasets
 
     def log_system(self, values: Mapping[str, float | int], wall: float | None = None) -> None:
@@ -496,8 +515,10 @@ class Run:
         try:
             if self._sampler is not None:
                 self._sampler.stop()
-            if "_path_fingerprints" in self.__dict__:  # datasets fingerprinted off the training thread
-                self.__dict__["_path_fingerprints"].wait(self.finish_timeout)
+            if self.__dict__.get("_pending"):  # work for this run off the training thread (see in_background)
+                from concurrent import futures
+
+                futures.wait(list(self.__dict__["_pending"]), self.finish_timeout)
             if self.is_owner:
                 self._meta.update(
                     status=status, finished=_time(), last_step=self._next_step - 1, error=redact(error),

@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 from ..lifecycle import Tracking
 from . import _sklearn_eval as evaluation
 from ._sklearn_metrics import train_name, training_metrics
-from ._sklearn_plots import training_plots
+from ._sklearn_plots import log_training_plots
 from ._sklearn_search import log_model, log_search
 
 __all__ = ["tracked_fit"]
@@ -108,10 +108,8 @@ class _Session:
             if metrics:
                 run.log({train_name(k): v for k, v in metrics.items()})
             if self.options.get("log_plots", True):
-                with tracking.guard("training plots"):
-                    plots = training_plots(est, self.data, self.y, self.sample_weight)
-                    if plots:
-                        run.log(plots, step=max(run.step - 1, 0))  # beside the training metrics
+                with tracking.guard("training plots"):  # drawn off this thread, beside the training metrics
+                    log_training_plots(run, est, self.data, self.y, self.sample_weight, max(run.step - 1, 0))
         run.summary.update(fit_time=seconds)
         children = None
         if searched:

@@ -46,7 +46,7 @@ def autolog(disable: bool = False, log_models: bool = True, max_child_runs: int 
 
     ``init_kwargs`` (``project``, ``tags``, ``dir``, ...) go to :func:`epochal.init` for the runs
     autolog opens; ``max_child_runs`` best search candidates become child runs (0: none);
-    ``log_plots=False`` skips the training plots (each costs some 50-80 ms of CPU to draw).
+    ``log_plots=False`` skips the training plots (drawn off the training thread, each costs some 50-80 ms of CPU).
     """
     from . import _switched
 

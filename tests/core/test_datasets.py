@@ -159,7 +159,7 @@ def test_log_dataset_of_a_path_fingerprints_off_the_calling_thread(tmp_path, mon
     run.finish()  # waits for the fingerprint
     stored = epochal.open_run(run.id).datasets["train"]
     assert stored["files"] == 6 and stored["sha256"] == real(folder)["sha256"] and "pending" not in stored
-    assert seen and seen[0].startswith("epochal-datasets")
+    assert seen and seen[0].startswith("epochal-background")
 
 
 def test_fingerprinting_a_path_imports_neither_numpy_nor_pandas(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import PIL.Image
@@ -73,3 +74,26 @@ def test_without_matplotlib_no_plots_and_no_warning(run_root):
                           env={**os.environ, "EPOCHAL_DIR": str(run_root)})
     assert done.stdout.split() == ["0", "1"]
     assert "epochal" not in done.stderr
+
+
+def test_plots_are_drawn_off_the_fitting_thread_and_the_run_waits_for_them(autolog, monkeypatch):
+    from epochal.integrations import _sklearn_plots
+
+    release, drawing_threads = threading.Event(), set()
+    draw = _sklearn_plots._draw
+
+    def held_draw(display, kwargs):
+        drawing_threads.add(threading.get_ident())
+        assert release.wait(60), "the fit never returned while its plots were being drawn"
+        return draw(display, kwargs)
+
+    monkeypatch.setattr(_sklearn_plots, "_draw", held_draw)
+    X, y = make_classification(n_samples=80, n_features=5, random_state=1)
+    with epochal.init(project=PROJECT, system_interval=0) as run:
+        LogisticRegression().fit(X, y)  # returns while its first plot is held: the drawing is elsewhere
+        assert len(epochal.open_run(run.id, project=PROJECT).media()) == 0
+        release.set()
+    assert drawing_threads and threading.get_ident() not in drawing_threads
+    images = plots(epochal.open_run(run.id, project=PROJECT))  # finish() waited for every plot
+    assert sorted(images) == ["train/confusion_matrix", "train/precision_recall_curve", "train/roc_curve"]
+    assert all(image.shape == (320, 400, 4) and image.std() > 0 for image in images.values())

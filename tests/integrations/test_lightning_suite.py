@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -145,7 +146,7 @@ class LazyAndRankZero(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         run = trainer.logger.experiment
         assert run.is_owner == trainer.is_global_zero and run.rank == trainer.global_rank
-        print(f"RANK {trainer.global_rank} {run.id}", flush=True)
+        os.write(1, f"RANK {trainer.global_rank} {run.id}\n".encode())  # one write: ranks share stdout
 
 
 SPAWN = """
@@ -169,7 +170,7 @@ def test_lazy_experiment_and_rank_zero_under_ddp_spawn(run_root, tmp_path):
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "EPOCHAL_DIR": str(run_root), "PYTHONWARNINGS": "ignore"})
     assert done.returncode == 0, done.stderr[-3000:]
-    ranks = dict(line.split()[1:] for line in done.stdout.splitlines() if line.startswith("RANK "))
+    ranks = dict(re.findall(r"RANK (\d+) (\d{8}-\d{6}-[0-9a-f]{6})", done.stdout))
     assert set(ranks) == {"0", "1"} and len(set(ranks.values())) == 1  # both ranks in one run
     run = epochal.open_run(ranks["0"], project="spawned", dir=run_root)
     assert run.status == "finished" and run.metadata["world_size"] == 2

@@ -129,7 +129,13 @@ def _gather() -> dict[str, Any]:
 
 
 def _from_child() -> dict[str, Any]:
-    """:func:`_gather` run in a child Python that sees this process's ``sys.path``; raises on any failure."""
+    """:func:`_gather` run in a child Python that sees this process's ``sys.path``; raises on any failure.
+
+    A frozen application or an embedding host (``sys.executable`` not a Python) is never
+    started again: that would run the user's program, not this file.
+    """
+    if getattr(sys, "frozen", False) or not Path(sys.executable or "").name.lower().startswith(("python", "pypy")):
+        raise RuntimeError(f"{sys.executable!r} is not a Python interpreter that can run a script")
     out = subprocess.run(
         [sys.executable, "-I", "-S", __file__], input=json.dumps([p for p in sys.path if isinstance(p, str)]),
         capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=True,

@@ -220,10 +220,12 @@ def test_slow_facts_come_from_a_child_on_this_sys_path(tmp_path, monkeypatch, fr
         host_facts.requirements.cache_clear()
 
 
-@pytest.mark.parametrize("break_child", ["no interpreter", "timeout"])
+@pytest.mark.parametrize("break_child", ["no interpreter", "frozen application", "timeout"])
 def test_slow_facts_fall_back_in_process_when_the_child_fails(monkeypatch, fresh_facts, break_child):
     if break_child == "no interpreter":
         monkeypatch.setattr(sys, "executable", os.devnull)
+    elif break_child == "frozen application":  # sys.executable is the user's program: never started again
+        monkeypatch.setattr(sys, "frozen", True, raising=False)
     else:
         monkeypatch.setattr(host_facts, "CHILD_TIMEOUT", 1e-4)
     with pytest.raises(Exception):

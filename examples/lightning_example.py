@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="run root (default: $EPOCHAL_DIR or ./epochal-runs)")
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
+    torch.manual_seed(0)  # the same weights and batch order every time: the run is reproducible
 
     x = torch.randn(1024, 8, generator=torch.Generator().manual_seed(0))
     data = TensorDataset(x, (x[:, :3].sum(1) - x[:, 3]).unsqueeze(1))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .media import MediaRecord, check_media_key
-from .store import read_jsonl
+from .store import folder_inside, read_jsonl
 
 __all__ = ["MEDIA_DIR", "INDEX_FILE", "write_media", "end_torn_line", "read_index"]
 
@@ -30,16 +30,7 @@ INDEX_FILE = f"{MEDIA_DIR}/.index.jsonl"
 
 def _folder(run_dir: Path, key: str) -> Path:
     """The key's folder under ``<run>/media``, created one level at a time; never through a symlink."""
-    folder = Path(run_dir)
-    for part in (MEDIA_DIR, *check_media_key(key).split("/")):
-        folder = folder / part
-        try:
-            os.mkdir(folder)
-        except FileExistsError:
-            pass
-        if folder.is_symlink() or not folder.is_dir():
-            raise OSError(f"{folder} is a symlink or not a folder; media stay inside the run directory")
-    return folder
+    return folder_inside(Path(run_dir), MEDIA_DIR, *check_media_key(key).split("/"))
 
 
 def _place(folder: Path, step: int, n: int, ext: str, data: bytes) -> str:

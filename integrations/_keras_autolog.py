@@ -10,6 +10,7 @@ from typing import Any, Callable
 import keras
 
 from epochal.checkpoints import Checkpoints
+from epochal.integrations import Patches
 
 from .keras import EpochalCallback
 
@@ -18,8 +19,7 @@ __all__ = ["autolog"]
 _FIT_ARGS = ("batch_size", "epochs", "steps_per_epoch", "initial_epoch", "validation_split", "validation_freq",
              "shuffle")
 
-_MISSING = object()
-_patched: dict[str, Any] = {}  # attribute -> what keras.Model.__dict__ held before (or _MISSING)
+_patches = Patches()  # fit/evaluate on keras.Model, and what keras.Model.__dict__ held before
 _options: dict[str, Any] = {}
 _callbacks: weakref.WeakKeyDictionary[Any, EpochalCallback] = weakref.WeakKeyDictionary()  # model -> its callback
 
@@ -32,12 +32,7 @@ def autolog(disable: bool = False, log_every_n_batches: int | None = None, check
     ``evaluate`` exactly.
     """
     if disable:
-        for name, before in _patched.items():
-            if before is _MISSING:
-                delattr(keras.Model, name)
-            else:
-                setattr(keras.Model, name, before)
-        _patched.clear()
+        _patches.restore()
         _callbacks.clear()
         return
     options = dict(log_every_n_batches=log_every_n_batches, checkpoints=checkpoints, keep_last=keep_last,
@@ -46,10 +41,9 @@ def autolog(disable: bool = False, log_every_n_batches: int | None = None, check
     _options.clear()
     _options.update(options)
     _callbacks.clear()
-    if not _patched:
-        for name, wrap in (("fit", _patched_fit), ("evaluate", _patched_evaluate)):
-            _patched[name] = keras.Model.__dict__.get(name, _MISSING)
-            setattr(keras.Model, name, wrap(getattr(keras.Model, name)))
+    if not _patches:
+        _patches.swap(keras.Model, "fit", _patched_fit)
+        _patches.swap(keras.Model, "evaluate", _patched_evaluate)
 
 
 def _with_callback(bound: inspect.BoundArguments, callback: EpochalCallback | None) -> bool:

@@ -23,8 +23,8 @@ import pluggy
 from . import hookspecs
 
 __all__ = [
-    "BUILTIN_PLUGINS", "OPTIONAL_SINKS", "build_plugin_manager", "collect_run_metadata", "requested_sinks",
-    "register_plugin",
+    "BUILTIN_PLUGINS", "OPTIONAL_SINKS", "build_plugin_manager", "collect_run_metadata", "plugin_caller",
+    "requested_sinks", "register_plugin",
 ]
 
 log = logging.getLogger("epochal")
@@ -85,16 +85,24 @@ def build_plugin_manager(sinks: Iterable[str] = ()) -> pluggy.PluginManager:
     return pm
 
 
+def plugin_caller(pm: pluggy.PluginManager, plugin: Any, hook: str) -> Any:
+    """A caller of ``plugin``'s implementation of ``hook`` alone; None if it implements none."""
+    if not any(impl.plugin is plugin for impl in getattr(pm.hook, hook).get_hookimpls()):
+        return None
+    others = [p for p in pm.get_plugins() if p is not plugin]
+    return pm.subset_hook_caller(hook, remove_plugins=others)
+
+
 def collect_run_metadata(pm: pluggy.PluginManager, run: Any) -> dict[str, Any]:
     """Every plugin's ``epochal_run_metadata(run)`` merged; a plugin that raises is reported and unregistered."""
     merged: dict[str, Any] = {}
     for plugin in list(pm.get_plugins()):
-        if not any(impl.plugin is plugin for impl in pm.hook.epochal_run_metadata.get_hookimpls()):
+        caller = plugin_caller(pm, plugin, "epochal_run_metadata")
+        if caller is None:
             continue
-        others = [p for p in pm.get_plugins() if p is not plugin]
         name = pm.get_name(plugin)
         try:
-            for extra in pm.subset_hook_caller("epochal_run_metadata", remove_plugins=others)(run=run):
+            for extra in caller(run=run):
                 if extra:
                     merged.update(dict(extra))
         except Exception as exc:  # a plugin never stops a run from opening

@@ -29,12 +29,12 @@ import pluggy
 
 from .backlog import LIMIT_BYTES, Backlog
 from .hookspecs import delivered_hooks
+from .plugins import plugin_caller
 from .records import MetricBatch, RowFormat, RunInfo, freeze
 
 __all__ = ["Event", "Writer"]
 
 log = logging.getLogger("epochal")
-
 
 
 @dataclass(eq=False)
@@ -142,12 +142,11 @@ class Writer:
         hooks = delivered_hooks()
         for plugin in pm.get_plugins():
             name = pm.get_name(plugin) or repr(plugin)
-            others = [p for p in pm.get_plugins() if p is not plugin]
             callers: dict[str, Any] = {}  # hook -> a caller of this plugin's implementation alone
             for hook in hooks:
-                caller = getattr(pm.hook, hook)
-                if any(impl.plugin is plugin for impl in caller.get_hookimpls()):
-                    callers[hook] = pm.subset_hook_caller(hook, remove_plugins=others)
+                caller = plugin_caller(pm, plugin, hook)
+                if caller is not None:
+                    callers[hook] = caller
             if callers:
                 lanes.append(Lane(name, callers, run, max_failures))
         return lanes
@@ -170,10 +169,6 @@ class Writer:
         with self._lock:
             self._seal()
             self.outbox.put(event)
-
-    def wake(self) -> None:
-        """Drain now rather than at the next tick."""
-        self._wake.set()
 
     def backlog_full(self) -> None:
         """``log()`` saw a buffer past ``WAKE_BYTES``: cut the rows on this thread and wake the writer;

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -175,26 +174,35 @@ def test_store_files_never_write_through_a_planted_link(elsewhere, name, caplog)
 # -- a SIGKILL during log_artifact, and the temp files it leaves -----------------------------------
 def test_kill_during_log_artifact_lists_no_half_version_and_cleans_its_temp_files(tmp_path, run_root):
     big = tmp_path / "big.bin"
-    with open(big, "wb") as handle:  # 2 GB, sparse: the copy is slow enough to be caught in flight
-        handle.truncate(2 << 30)
+    big.write_bytes(os.urandom(1 << 20))
+    # The child's copy writes its first half, says so and waits: the SIGKILL lands mid-copy every time,
+    # whatever the filesystem's copy speed (a reflink or a fast sendfile would otherwise finish first).
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, epochal
+        import shutil, sys, epochal
+
+        def half_then_wait(src, dst, **_):
+            with open(src, "rb") as source, open(dst, "wb") as target:
+                target.write(source.read(1 << 19))
+                target.flush()
+            print("copying", flush=True)
+            sys.stdin.read()
+
+        shutil.copyfile = half_then_wait
         run = epochal.init(project="p", id="killed", system_interval=0)
         run.log({{"loss": 1.0}})
         run.flush()
-        print("ready", flush=True)
         run.log_artifact({str(big)!r}, name="model")
         print("returned", flush=True)
-    """)], stdout=subprocess.PIPE, text=True, env={**os.environ, "EPOCHAL_DIR": str(run_root)})
-    assert child.stdout.readline().strip() == "ready"
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "EPOCHAL_DIR": str(run_root), "EPOCHAL_ARTIFACT_LINK": "copy"})
+    assert child.stdout.readline().strip() == "copying"
     staging = run_root / "p" / "killed" / "artifacts" / ".staging"
-    deadline = time.monotonic() + 60
-    while not any(p.is_file() and p.stat().st_size > 0 for p in staging.rglob("*")):
-        assert time.monotonic() < deadline and child.poll() is None, "the copy never started"
     child.send_signal(signal.SIGKILL)
     child.wait()
+    child.stdin.close()
+    child.stdout.close()
     run_dir = run_root / "p" / "killed"
-    assert any(staging.iterdir())  # the partial copy is there ...
+    assert [p.stat().st_size for p in staging.rglob("big.bin")] == [1 << 19]  # the partial copy is there ...
     assert list_versions(run_dir) == []  # ... but no version is listed
     reader = epochal.open_run("killed")
     assert reader.artifacts() == [] and reader.status == "crashed"

@@ -33,6 +33,7 @@ from .redact import redact
 from .runlock import RunLock
 from .store import (
     CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, read_json, touch_heartbeat,
+    transient,
     write_json_atomic,
 )
 from .values import check_step_range, clean_metrics, jsonable, to_number
@@ -134,7 +135,13 @@ class Run:
         self._pm = build_plugin_manager(sinks)
         self._meta.update(redact(jsonable(collect_run_metadata(self._pm, self.info))))
         if self.is_owner:
-            write_json_atomic(self.dir / RUN_FILE, self._meta)
+            try:
+                write_json_atomic(self.dir / RUN_FILE, self._meta)
+            except OSError as exc:  # a full disk: the store's lane keeps run.json and writes it when space returns
+                if not transient(exc):
+                    raise
+                log.warning("epochal: run %s opened on a disk that refuses writes (%s); its files are kept in "
+                            "memory and written when space returns", self.id, exc.strerror or exc)
         self._writer = Writer(
             self.info, self._pm, flush_interval=flush_interval,
             on_tick=(lambda: touch_heartbeat(self.dir)) if self.is_owner else None,

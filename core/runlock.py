@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .store import transient
+
 __all__ = ["LOCK_FILE", "RunInUseError", "RunLock"]
 
 LOCK_FILE = "lock"
@@ -49,7 +51,11 @@ class RunLock:
         try:
             owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
             os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(owner).encode(), 0)  # first: a contender is waiting to read it
+            try:
+                os.pwrite(fd, json.dumps(owner).encode(), 0)  # first: a contender is waiting to read it
+            except OSError as exc:  # a full disk: the lock holds all the same, its owner just goes unnamed
+                if not transient(exc):
+                    raise
             self._check_other_host(meta)
         except BaseException:
             os.close(fd)

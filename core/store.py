@@ -52,7 +52,7 @@ __all__ = [
     "METRICS_FILE", "RUN_FILE", "CONFIG_FILE", "SUMMARY_FILE", "HEARTBEAT_FILE",
     "write_json_atomic", "read_json", "read_json_object", "read_jsonl", "read_metrics", "system_file_name",
     "system_prefix", "StoreSink",
-    "touch_heartbeat", "effective_status", "inside", "folder_inside", "UnsafePathError", "BUFFER_LIMIT_BYTES",
+    "touch_heartbeat", "effective_status", "inside", "folder_inside", "UnsafePathError", "BUFFER_LIMIT_BYTES", "transient",
 ]
 
 RUN_FILE = "run.json"
@@ -298,7 +298,8 @@ _TRANSIENT = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EIO", "E
                                                   "ETIMEDOUT", "EROFS", "ENOLCK", "EBUSY") if hasattr(errno, n))
 
 
-def _transient(exc: OSError) -> bool:
+def transient(exc: OSError) -> bool:
+    """True for an I/O error a retry can outlive (a full disk, a flaky filesystem); never for a refused path."""
     return not isinstance(exc, UnsafePathError) and exc.errno in _TRANSIENT
 
 
@@ -357,7 +358,7 @@ class StoreSink:
                 try:
                     write_json_atomic(run_dir / name, data, root=run_dir)
                 except OSError as exc:
-                    if _transient(exc):
+                    if transient(exc):
                         raise
                     refused.append(exc)
                 del self._rewrites[name]
@@ -369,7 +370,7 @@ class StoreSink:
                         written = os.write(fd, pending)
                         del pending[:written]
                 except OSError as exc:
-                    if _transient(exc):
+                    if transient(exc):
                         raise
                     refused.append(exc)
                 del self._backlog[name]
@@ -446,7 +447,7 @@ class StoreSink:
             try:
                 lines = write_media(run.dir, records)
             except OSError as exc:  # a full disk: these media are lost (counted), later ones are written
-                if not _transient(exc):
+                if not transient(exc):
                     raise
                 self._failed(exc)
                 self._dropped[INDEX_FILE] = self._dropped.get(INDEX_FILE, 0) + len(records)

@@ -81,6 +81,26 @@ def test_full_disk_keeps_rows_in_memory_and_writes_them_when_space_returns(tmpfs
     assert any("takes writes again" in r.getMessage() for r in caplog.records)
 
 
+def test_init_on_an_already_full_disk_opens_the_run_and_writes_it_when_space_returns(tmpfs, caplog):
+    (tmpfs / "runs").mkdir()
+    _fill(tmpfs / "filler")
+    with caplog.at_level(logging.WARNING, logger="epochal"):
+        run = epochal.init(project="p", id="full", dir=tmpfs / "runs", config={"lr": 0.1}, system_interval=0,
+                           flush_interval=0.05)  # training goes on: no OSError into the caller
+        for step in range(100):
+            run.log({"loss": float(step)})
+        run.summary["best"] = 0.5
+        assert run.flush(timeout=30)
+    assert "opened on a disk that refuses writes" in caplog.text
+    assert read_metrics(run.dir)[0] == [] and not (run.dir / "run.json").exists()  # the disk really refused
+    (tmpfs / "filler").unlink()
+    run.finish()
+    rows = read_metrics(run.dir)[0]
+    assert [r["step"] for r in rows] == list(range(100))
+    reader = epochal.open_run("full", dir=tmpfs / "runs")
+    assert reader.status == "finished" and reader.config == {"lr": 0.1} and reader.summary["best"] == 0.5
+
+
 def test_backlog_past_its_bound_drops_whole_batches_and_says_so(tmpfs, monkeypatch, caplog):
     from epochal import store
 

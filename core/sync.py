@@ -5,6 +5,11 @@ was mirrored live, in part, or recorded before the mirror existed: everything is
 from the run directory with the store's readers, and the cursor (``mlflow.json``, see
 :mod:`epochal.sinks.mlflow_mirror`) says what the server already has. A second sync
 of the same runs sends nothing; an interrupted one resumes where it stopped.
+
+One party at a time sends a run (the mirror lock, see :mod:`epochal.sinks.mlflow_mirror`):
+a run whose live mirror is still sending it, or that another ``epochal sync`` is sending,
+is skipped at once with a line naming that process (pid, host, role); nothing is sent
+twice, and syncing again once that process ends sends what is left.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import Callable, Iterable, TextIO, TypeVar
 
 from .artifacts import list_versions
 from .sinks.mlflow_mapping import alias_tag, run_tags
-from .sinks.mlflow_mirror import Mirror, MirrorStopped
+from .runlock import describe_holder
+from .sinks.mlflow_mirror import Mirror, MirrorBusy, MirrorStopped
 from .sinks.mlflow_rest import MlflowError, MlflowRest, ServerUnavailable, display_uri
 from .store import CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, effective_status, read_json, read_jsonl
 from .store import write_json_atomic
@@ -70,16 +76,30 @@ def _read_tail(path: Path, offset: int) -> bytes:
 
 
 def sync_run(run_dir: Path, rest: MlflowRest, out: TextIO | None = None) -> SyncResult:
-    """Push one stored run to the server of ``rest``; returns what was done."""
+    """Push one stored run to the server of ``rest``, holding its mirror lock; returns what was done."""
     run_dir = Path(run_dir)
+    progress = _Progress(f"{run_dir.parent.name}/{run_dir.name}", out)
+    try:
+        mirror = Mirror(run_dir, rest, progress=progress, role="epochal sync")
+    except MirrorBusy as exc:
+        return SyncResult(progress.label, "busy", note=(
+            f"skipped: {describe_holder(exc.holder)} is sending it to MLflow now (one process at a time sends a "
+            "run, so nothing is sent twice); sync it again once that process ends"))
+    try:
+        return _sync_owned(run_dir, mirror, progress)
+    finally:
+        mirror.release()
+
+
+def _sync_owned(run_dir: Path, mirror: Mirror, progress: _Progress) -> SyncResult:
+    """:func:`sync_run` once this process holds the run's mirror lock."""
     meta = read_json(run_dir / RUN_FILE, {})
-    label = f"{meta.get('project', run_dir.parent.name)}/{meta.get('id', run_dir.name)}"
+    label = progress.label = f"{meta.get('project', run_dir.parent.name)}/{meta.get('id', run_dir.name)}"
     status = effective_status(meta, run_dir)
     if status == "running":
         return SyncResult(label, status, note="still running: skipped (its live mirror, or a later sync, sends it)")
+    rest = mirror.rest
     requests_before = rest.requests_sent
-    progress = _Progress(label, out)
-    mirror = Mirror(run_dir, rest, progress=progress)
     uri = rest.uri
     try:
         _retrying(lambda: mirror.ensure_run(meta.get("project", run_dir.parent.name), meta.get("name") or run_dir.name,

@@ -26,7 +26,10 @@ at once, one that does not connect within 5 s) and leaves the rest to
 Params are immutable in MLflow: a config value that changes after it was sent is
 mirrored as the tag ``epochal.config.<key>`` (the param keeps the first value).
 Only the process that owns the run (rank zero) mirrors; other ranks' hardware samples
-reach the server with ``epochal sync``.
+reach the server with ``epochal sync``. The mirror holds the run's mirror lock from
+``init`` to the end of the run, so an ``epochal sync`` meanwhile skips the run and says
+why; a run resumed while a sync is sending it is not mirrored live (one warning names
+that sync) and a later ``epochal sync`` sends it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from ..records import ArtifactVersion, MetricBatch, RunInfo
 from ..staging import StagedArtifact
 from ..store import METRICS_FILE, SUMMARY_FILE, read_json, read_jsonl, system_file_name
 from .mlflow_mapping import alias_tag, run_tags
-from .mlflow_mirror import Mirror, MirrorStopped
+from .mlflow_mirror import Mirror, MirrorBusy, MirrorStopped
 from .mlflow_rest import MlflowError, MlflowRest, NotAnMlflowServer, RecordRejected, ServerUnavailable, resolve_uri
 
 __all__ = ["MlflowSink"]
@@ -105,9 +108,16 @@ class MlflowSink:
         except (ValueError, ImportError) as exc:
             log.warning("epochal: %s; run %s is kept locally only", exc, run.id)
             return None
+        try:
+            mirror = Mirror(Path(run.dir), rest, role="live mirror")  # held until run end: see mlflow_mirror
+        except MirrorBusy as exc:
+            rest.close()
+            log.warning("epochal: %s; run %s is not mirrored live (one process at a time sends a run): run "
+                        "`epochal sync --to %s %s` once that process ends", exc, run.id, rest.uri, run.id)
+            return None
         self._run = run
         self._uri = rest.uri
-        mirror = self.mirror = Mirror(Path(run.dir), rest)
+        self.mirror = mirror
         self._reopen = mirror.state["status"] not in (None, "RUNNING")  # a resumed run runs again
         self._expected_end = _size(Path(run.dir) / METRICS_FILE)
         self._from_file = mirror.metrics_offset < self._expected_end

@@ -18,6 +18,12 @@ credential), is rewritten atomically after every acknowledged request and record
 
 So nothing is sent twice and nothing is skipped: a request whose answer was lost is
 sent again, and MLflow's SQL stores keep one copy of a point sent twice.
+
+One party at a time sends a run: a :class:`Mirror` holds ``mlflow.lock`` in the run folder
+(an :class:`epochal.runlock.OwnedLock`) from before it reads the cursor until
+:meth:`Mirror.release`, so a live mirror (for the run's life) and ``epochal sync`` (while it
+sends that run), or two syncs, never read the same cursor and send the same records. The
+lock names its holder (pid, host, role); the kernel drops it when the holder dies.
 """
 
 from __future__ import annotations
@@ -31,19 +37,25 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..blocks import iter_block_spans
 from ..records import ArtifactVersion, RowFormat
+from ..runlock import LockHeld, OwnedLock, describe_holder
 from ..store import read_json, system_prefix, write_json_atomic
 from .mlflow_mapping import (
     MAX_METRICS, MAX_PARAMS, MAX_TAG_VALUE, MAX_TAGS, STATUS, NameMapper, alias_tag, chunks, param_values, summary_records, truncate,
 )
 from .mlflow_rest import MlflowRest, RecordRejected, ServerUnavailable
 
-__all__ = ["CURSOR_FILE", "Mirror", "MirrorStopped"]
+__all__ = ["CURSOR_FILE", "MIRROR_LOCK_FILE", "Mirror", "MirrorBusy", "MirrorStopped"]
 
 log = logging.getLogger("epochal")
 CURSOR_FILE = "mlflow.json"
+MIRROR_LOCK_FILE = "mlflow.lock"
 _RUN_LEVEL_ERRORS = ("RESOURCE_DOES_NOT_EXIST", "INVALID_STATE", "PERMISSION_DENIED")
 _MAX_WARNINGS = 5
 Point = dict[str, Any]
+
+
+class MirrorBusy(LockHeld):
+    """Another process (a live run's mirror or ``epochal sync``) is sending this run now; ``holder`` names it."""
 
 
 class MirrorStopped(Exception):
@@ -71,10 +83,21 @@ class Mirror:
     Every ``push_*`` sends only what the cursor lacks and raises :class:`ServerUnavailable`
     when the server cannot take it now (what was acknowledged before stays recorded).
     A record the server refuses is skipped with a warning, never retried.
+
+    Making one takes the run's mirror lock or raises :class:`MirrorBusy` naming the
+    process that holds it; ``role`` (``"live mirror"``, ``"epochal sync"``) is how this
+    one is named to others. :meth:`release` (or :meth:`close`) gives it back.
     """
 
-    def __init__(self, run_dir: Path, rest: MlflowRest, progress: Callable[[int], None] | None = None) -> None:
+    def __init__(self, run_dir: Path, rest: MlflowRest, progress: Callable[[int], None] | None = None,
+                 role: str = "epochal sync") -> None:
         self.dir = Path(run_dir)
+        self._lock = OwnedLock(self.dir / MIRROR_LOCK_FILE, role)
+        try:
+            self._lock.acquire()  # before reading the cursor: the holder may be moving it
+        except LockHeld as exc:
+            raise MirrorBusy(f"run {self.dir.name} is being sent to MLflow by {describe_holder(exc.holder)}",
+                             exc.holder) from None
         self.rest = rest
         self.progress = progress
         self.deadline: float | None = None  # time.monotonic() after which no request starts
@@ -376,6 +399,12 @@ class Mirror:
         self.push_tags({alias_tag(version.name, alias): version.version for alias in version.aliases})
         return True
 
+    def release(self) -> None:
+        """Give up the run's mirror lock: another process may send the run from now on."""
+        self._lock.release()
+
     def close(self) -> None:
+        """:meth:`release`, and close the connection to the server."""
+        self.release()
         self.rest.close()
 

@@ -123,7 +123,11 @@ class MetricFigures:
 
 @dataclass
 class Trace:
-    """One run's line in one chart: encoded x arrays (step, seconds since start, epoch), y, markers for NaN/inf."""
+    """One run's line in one chart: encoded x arrays (step, seconds since start, epoch), y, markers for NaN/inf.
+
+    ``steady``: the run logged the metric at strictly rising steps (else the page gets ``"rewinds": true``);
+    ``values``: the kept values in float64, for :func:`epochal._report_step.exact_values` (not embedded as such).
+    """
 
     run: int
     x: dict[str, Any]
@@ -133,10 +137,13 @@ class Trace:
     nonfinite: dict[str, Any] | None = None
     low: float | None = None
     high: float | None = None
+    steady: bool = True
+    values: np.ndarray | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"run": self.run, "x": self.x, "y": self.y, "logged": self.logged, "kept": self.kept,
-                "nonfinite": self.nonfinite}
+        out = {"run": self.run, "x": self.x, "y": self.y, "logged": self.logged, "kept": self.kept,
+               "nonfinite": self.nonfinite}
+        return out if self.steady else {**out, "rewinds": True}
 
 
 @dataclass
@@ -183,7 +190,7 @@ def _trace(index: int, steps: np.ndarray, seconds: np.ndarray, epochs: np.ndarra
     fin = values[finite_at]
     return Trace(index, x, encode_array(np.where(np.isfinite(y), y, np.nan), _float_dtype(y)), int(values.size),
                  int(chosen.size), markers, float(fin.min()) if fin.size else None,
-                 float(fin.max()) if fin.size else None)
+                 float(fin.max()) if fin.size else None, bool(np.all(np.diff(steps) > 0)), y)
 
 
 def _figures(steps: np.ndarray, values: np.ndarray, lower: bool) -> MetricFigures:

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from ._report_data import (
     MAX_NONFINITE, MAX_POINTS, MIN_POINTS, POINT_BUDGET, MetricFigures, RunData, config_value, number,
 )
+from ._report_step import STEP_JS, exact_values, shown, step_controls
 
 __all__ = ["render_page", "run_color"]
 
@@ -41,10 +42,7 @@ def _duration(seconds: Any) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def _num(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.6g}"
+_num = shown
 
 
 def _sort_key(value: Any) -> str:
@@ -67,7 +65,7 @@ def _runs_table(runs: Sequence[RunData], metrics: Sequence[str], lower: dict[str
         head1.append(f'<th colspan="3" class="metric">{_e(metric)}</th>')
         at = steps.get(metric)
         head2 += ['<th class="num">last</th>', f'<th class="num" title="best by {arrow}imum">best ({arrow})</th>',
-                  f'<th class="num">at step {_e(at if at is not None else "—")}</th>']
+                  f'<th class="num at">at step {_e(at if at is not None else "—")}</th>']
     rows = []
     for run in runs:
         cells = [
@@ -81,7 +79,7 @@ def _runs_table(runs: Sequence[RunData], metrics: Sequence[str], lower: dict[str
         for metric in metrics:
             figures: MetricFigures | None = run.metrics.get(metric)
             if figures is None:
-                cells += ['<td class="num" data-sort="">—</td>'] * 3
+                cells += ['<td class="num" data-sort="">—</td>'] * 2 + ['<td class="num at" data-sort="">—</td>']
                 continue
             counted = f"step {figures.last_step}; {figures.count} points logged" + (
                 f", {figures.nonfinite} of them NaN/inf" if figures.nonfinite else "")
@@ -91,7 +89,7 @@ def _runs_table(runs: Sequence[RunData], metrics: Sequence[str], lower: dict[str
             cells.append(f'<td class="num" data-sort="{_e(_sort_key(figures.best))}" title="{_e(best_title)}">'
                          f'{_e(_num(figures.best))}</td>')
             at_title = f"logged at step {figures.at_step}" if figures.at_step is not None else "not reached"
-            cells.append(f'<td class="num" data-sort="{_e(_sort_key(figures.at))}" title="{_e(at_title)}">'
+            cells.append(f'<td class="num at" data-sort="{_e(_sort_key(figures.at))}" title="{_e(at_title)}">'
                          f'{_e(_num(figures.at))}</td>')
         rows.append(f'<tr data-run="{run.index}">{"".join(cells)}</tr>')
     return (f'<div class="scroll"><table id="runs-table" class="sortable"><thead><tr>{"".join(head1)}</tr>'
@@ -195,8 +193,9 @@ def _parcoords(runs: Sequence[RunData], differing: Sequence[str], metrics: Seque
 
 
 def render_page(runs: Sequence[RunData], metrics: Sequence[str], system: Sequence[str], lower: dict[str, bool],
-                steps: dict[str, int | None], plotly_js: str, title: str, media: str = "") -> str:
-    """The whole report as one HTML document."""
+                steps: dict[str, int | None], plotly_js: str, title: str, media: str = "",
+                step: int | None = None) -> str:
+    """The whole report as one HTML document; ``step`` is the one asked for (``--step``), else ``None``."""
     keys, differing = config_differences(runs)
     parcoords = _parcoords(runs, differing, metrics)
     payload = {
@@ -204,6 +203,8 @@ def render_page(runs: Sequence[RunData], metrics: Sequence[str], system: Sequenc
                  for r in runs],
         "charts": _charts(runs, metrics, "metric", lower) + _charts(runs, system, "system", lower),
         "parcoords": parcoords,
+        "table": {"metrics": list(metrics), "steps": [steps.get(m) for m in metrics], "initial": step,
+                  "exact": exact_values([r.traces[m] for m in metrics for r in runs if m in r.traces])},
         "downsampling": {"budget": POINT_BUDGET, "max": MAX_POINTS, "min": MIN_POINTS, "nonfinite": MAX_NONFINITE},
     }
     data = json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
@@ -222,6 +223,7 @@ def render_page(runs: Sequence[RunData], metrics: Sequence[str], system: Sequenc
 <input id="run-filter" type="search" placeholder="text, or /regular expression/" size="32">
 <span id="run-count" class="note"></span></p><p class="note">Click a column heading to sort, a run to make it stand out in every chart. Best is the lowest value of metrics
 whose name says loss, error or time, else the highest; "at step" is the value last logged at or before that step.</p>
+{step_controls(step) if metrics else ""}
 {_runs_table(runs, metrics, lower, steps)}</section>
 <section id="config"><h2>Config</h2>{_config_table(runs, keys, differing)}</section>
 <section id="metrics"><h2>Metrics</h2>
@@ -240,9 +242,11 @@ marked ✕ (nan) and ▲/▼ (+inf/−inf) at the top or bottom of the chart.</s
 <footer class="note">Charts keep at most {MAX_POINTS} points per run and metric (an equal share of
 {POINT_BUDGET:,} points per report, at least {MIN_POINTS}): each bucket of logged points keeps its minimum and
 maximum, so spikes and the extremes stay exact; the tables use every logged point. Up to {MAX_NONFINITE} NaN/inf
-points per line are marked.</footer>
+points per line are marked. A step chosen in the page is looked up in the charted points: exact where they hold
+the point logged at or before it, else the nearest charted one, marked ≈.</footer>
 <script>{plotly_js}</script>
 <script type="application/json" id="epochal-data">{data}</script>
+<script>{STEP_JS}</script>
 <script>{_JS}</script>
 </body></html>
 """
@@ -262,7 +266,7 @@ table.sortable thead th{cursor:pointer}th.asc:after{content:" ▲"}th.desc:after
 .tag{background:#eef1f7;border-radius:3px;padding:0 5px;margin-right:3px;font-size:12px}
 .status.failed,.status.crashed{color:#b42318;font-weight:600}.status.running{color:#175cd3}
 #config-table tr.same{display:none}#config-table.show-all tr.same{display:table-row}#config-table tr.same td{color:#7a8294}
-td.missing{color:#aab}#runs-table tbody tr{cursor:pointer}#runs-table tr.picked td{background:#fff7d6}#problems{background:#fff4e5;border:1px solid #f5c27a;border-radius:6px;padding:4px 16px}
+td.missing{color:#aab}td.approx{color:#8a5a00;font-style:italic}#runs-table tbody tr{cursor:pointer}#runs-table tr.picked td{background:#fff7d6}#problems{background:#fff4e5;border:1px solid #f5c27a;border-radius:6px;padding:4px 16px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:12px}.grid.small{grid-template-columns:repeat(auto-fill,minmax(380px,1fr))}
 .chart{height:340px;margin:0;border:1px solid #eef0f4;border-radius:6px;min-width:0}.chart.tall{height:460px}.grid.small .chart{height:280px}
 .media figure{margin:0}.media img{max-width:240px;max-height:240px;min-width:64px;image-rendering:pixelated}
@@ -278,6 +282,11 @@ _JS = r"""
   let mode = "step";
   let hidden = new Set();
   let picked = null;
+  const steps = window.epochalSteps(data, {
+    axis: () => mode, resort: () => resort(),
+    drawnMetricCharts: () => Array.from(drawn.keys()).filter((id) => charts.has(id) && charts.get(id).kind === "metric")
+      .map((id) => [document.getElementById(id), charts.get(id)]),
+  });
   const esc = (s) => String(s).replace(/[&<>]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;"}[c]));
   const copy = (spec) => (spec && spec.bdata !== undefined ? {dtype: spec.dtype, bdata: spec.bdata} : spec);
 
@@ -323,11 +332,11 @@ _JS = r"""
       showlegend: chart.kind === "metric" && data.runs.length <= 25,
       xaxis: {title: {text: labels[axis]}, zeroline: false}, yaxis: {zeroline: false, exponentformat: "e"},
       annotations: traces.length ? [] : [{text: axis === "epoch" ? "no epochs logged" : "no points",
-        showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5}]};
-    const done = (drawn.has(el.id) ? Plotly.react : Plotly.newPlot)(el, traces, layout,
-      {responsive: true, displaylogo: false});
+        showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5}], shapes: steps.shapes(chart, axis)};
+    const first = !drawn.has(el.id);
+    const done = (first ? Plotly.newPlot : Plotly.react)(el, traces, layout, {responsive: true, displaylogo: false});
     drawn.set(el.id, axis);
-    return done;
+    return first ? done.then(() => steps.listen(el, chart)) : done;
   }
 
   function drawParcoords() {
@@ -389,7 +398,7 @@ _JS = r"""
   if (toggle) toggle.addEventListener("change", () =>
     document.getElementById("config-table").classList.toggle("show-all", toggle.checked));
 
-  function sortBy(table, th) {
+  function sortBy(table, th, ascending = !th.classList.contains("asc")) {
     const row = th.parentElement, head = table.tHead;
     let column = 0;
     if (row === head.rows[0]) {
@@ -397,7 +406,6 @@ _JS = r"""
     } else {
       column = Array.from(head.rows[0].cells).filter((c) => c.rowSpan > 1).length + th.cellIndex;
     }
-    const ascending = !th.classList.contains("asc");
     table.querySelectorAll("th").forEach((h) => h.classList.remove("asc", "desc"));
     th.classList.add(ascending ? "asc" : "desc");
     const key = (tr) => { const c = tr.cells[column]; return c ? (c.dataset.sort !== undefined ? c.dataset.sort : c.textContent) : ""; };
@@ -411,6 +419,10 @@ _JS = r"""
     });
     rows.forEach((r) => table.tBodies[0].appendChild(r));
   }
+  function resort() {  // keep the runs table's order when its cells change
+    const th = document.querySelector("#runs-table th.asc, #runs-table th.desc");
+    if (th) sortBy(th.closest("table"), th, th.classList.contains("asc"));
+  }
   document.querySelectorAll("table.sortable thead th").forEach((th) => {
     if (th.colSpan === 1) th.addEventListener("click", () => sortBy(th.closest("table"), th));
   });
@@ -422,6 +434,8 @@ _JS = r"""
     renderOne: (el) => pending(el).then(() => true),
     filter: (text) => { filter.value = text; applyFilter(); },
     pick: pick,
+    setStep: steps.set,
+    format: steps.format,
     setMode: (m) => { const s = document.getElementById("x-mode"); s.value = m; s.dispatchEvent(new Event("change")); },
   };
 })();

@@ -7,7 +7,8 @@ The module is ``reporting`` so that importing it never hides the function ``epoc
 
 The file embeds plotly.js (from the ``plotly`` package: ``pip install 'epochal[report]'``) and the
 runs' data, and fetches nothing: it opens offline in any browser, can be mailed or attached to a
-pull request. How charts are downsampled is described in :mod:`epochal._report_data`.
+pull request. How charts are downsampled is described in :mod:`epochal._report_data`; how the page
+looks a value up at a step chosen by its reader, in :mod:`epochal._report_step`.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def report(runs: Sequence[str | os.PathLike[str]] | str | None = None, *, projec
         output: the HTML file to write.
         dir: the run root (default ``EPOCHAL_DIR`` or ``./epochal-runs``).
         step: the step at which the runs table compares values (default per metric: the last step
-            every run reached).
+            every run reached), computed exactly from every logged point. A reader can choose another
+            step in the page (a step field, or a click on a chart point); the page looks it up in the
+            points it charts: exact where they hold the point logged at or before that step, else the
+            nearest charted point, marked "≈" (see :mod:`epochal._report_step`).
         title: the page title.
 
     Raises:
@@ -91,7 +95,8 @@ def report(runs: Sequence[str | os.PathLike[str]] | str | None = None, *, projec
     steps = compare_at(loaded, names, step)
     system = sorted({k for run in loaded for k in run.system})
     media = media_section(loaded)  # before the page: it may note problems on runs
-    page = render_page(loaded, names, system, directions, steps, plotly_js, title or _title(loaded, project), media)
+    page = render_page(loaded, names, system, directions, steps, plotly_js, title or _title(loaded, project), media,
+                       step)
     return _write(Path(output), page)
 
 

@@ -274,3 +274,47 @@ def test_where_semantics():
     assert pick("not summary['val/acc'] >= 0.5") == ["a"]
     assert pick("0 < config.lr < 1 and opt in ['adam', 'sgd']") == ["a"]
     assert pick("-lr < 0") == ["a"]
+
+
+def test_float32_fixes_are_exactly_the_values_float32_would_print_differently():
+    from epochal._report_step import float32_fixes, shown
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([
+        rng.normal(size=50_000) * 10.0 ** rng.integers(-30, 30, 50_000),
+        1.0 + rng.normal(0, 0.01, 20_000).cumsum(),
+        10.0 ** rng.integers(-8, 9, 2_000) * (1 + rng.normal(0, 1e-7, 2_000)),  # around powers of ten
+        np.arange(1, 20_000) / 3.0, [0.0, -0.0, 2.0 ** -10, 123456.5, 9.9999995, 0.1, math.nan, math.inf, -math.inf],
+    ])
+    fixes = float32_fixes(values)
+    stored = values.astype(np.float32)
+    expected = [i for i, (v, s) in enumerate(zip(values.tolist(), stored.tolist())) if shown(v) != shown(s)]
+    assert fixes.tolist() == expected and 0.001 < len(expected) / len(values) < 0.05
+    assert float32_fixes(np.array([0.5, 1.0, math.nan])).size == 0
+
+
+def test_page_holds_what_the_step_field_needs(tmp_path, run_root):
+    from epochal._report_step import float32_fixes
+
+    rng = np.random.default_rng(5)
+    noise = 1 + rng.normal(0, 0.01, 400).cumsum()
+    with epochal.init(project="steps", name="a", system_interval=0) as run:
+        for step, value in enumerate(noise.tolist()):
+            run.log({"loss": value}, step=step)
+    with epochal.init(project="steps", name="again", system_interval=0) as run:  # a step logged twice
+        for step in (0, 1, 2, 2, 3):
+            run.log({"loss": 1.0 / (step + 1)}, step=step)
+    data, text = _payload(epochal.report(project="steps", step=2, output=tmp_path / "r.html"))
+    assert data["table"]["metrics"] == ["loss"] and data["table"]["steps"] == [2] and data["table"]["initial"] == 2
+    assert 'id="at-step" type="number" step="1" size="10" value="2"' in text
+    assert re.findall(r'<th class="num at">(.*?)</th>', text) == ["at step 2"]
+    assert len(re.findall(r'<td class="num at"', text)) == 2
+    lines = data["charts"][0]["traces"]
+    assert "rewinds" not in lines[0] and lines[1]["rewinds"] is True
+    at = _decode(data["table"]["exact"]["at"]).reshape(-1, 2)
+    fixes = float32_fixes(noise)
+    assert at[:, 0].tolist() == [0] * len(fixes) and at[:, 1].tolist() == fixes.tolist()
+    assert _decode(data["table"]["exact"]["value"]).tolist() == noise[fixes].tolist()
+    data, text = _payload(epochal.report(project="steps", output=tmp_path / "r.html"))
+    assert data["table"]["initial"] is None and data["table"]["steps"] == [3]
+    assert 'value=' not in re.search(r'<input id="at-step"[^>]*>', text).group(0)

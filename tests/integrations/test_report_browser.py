@@ -9,6 +9,7 @@ switch, the parallel-coordinates view, and a screenshot that is not blank.
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import signal
@@ -199,3 +200,107 @@ def test_bench_topic_measures_a_small_report(tmp_path):
     assert result["files"] == 1 and 4 < result["mb"] < 8  # plotly.js is most of a small report
     assert result["seconds"] > 0 and result["load_s"] > 0 and result["charts_s"] >= result["load_s"]
     assert result["blocked"] == 0 and result["errors"] == 0
+
+
+AT_STEP = """return [Array.from(document.querySelectorAll('#runs-table thead th.at')).map((th) => th.textContent),
+    Object.fromEntries(Array.from(document.querySelectorAll('#runs-table tbody tr')).map((tr) =>
+      [tr.cells[0].childNodes[1].textContent, Array.from(tr.querySelectorAll('td.at')).map((td) =>
+        [td.textContent, td.classList.contains('approx'), td.title, td.dataset.sort])])),
+    document.getElementById('at-step').value];"""
+
+
+def _choose(browser, step):
+    """Type a step into the page's field as a reader does (the field commits on blur), wait for the charts."""
+    _js(browser, "const f = document.getElementById('at-step'); f.focus(); f.select();")
+    browser.call("Input.insertText", text=str(step))
+    _js(browser, "document.getElementById('at-step').blur(); await new Promise((r) => requestAnimationFrame(r));")
+    return _js(browser, AT_STEP)
+
+
+def test_step_chosen_in_the_page_updates_the_at_step_column(browser, report):
+    from epochal._report_data import value_at
+    from epochal._report_step import float32_fixes, shown
+
+    path, series = report
+    long_loss = series["long"]
+    browser.errors.clear()
+    browser.blocked.clear()
+    browser.open(path)
+    _js(browser, "await window.epochal.renderAll();")
+    heads, cells, field = _js(browser, AT_STEP)
+    assert heads == ["at step 5", "at step 49"] and field == ""  # as written: the last step all runs reached
+    assert [c[0] for c in cells["short"]] == ["0.166667", "0.98"] and cells["empty"] == [["—", False, "", ""]] * 2
+    written = cells
+
+    kept = downsample(long_loss, points_per_trace(5, 2))  # the points the page holds of run "long"
+    steps = np.arange(LONG)
+    missing = int(next(i for i in range(1, LONG) if i not in kept and i - 1 in kept))
+    nearest = int(kept[kept <= missing][-1])
+    fixed = kept[float32_fixes(long_loss[kept])]  # float32 would print these differently: float64 rides along
+    assert fixed.size
+    acc = 1 - long_loss / 10
+
+    heads, cells, field = _choose(browser, 3)
+    assert heads == ["at step 3", "at step 3"] and field == "3"
+    assert cells["short"][0][:3] == ["0.25", False, "logged at step 3"] and cells["short"][1][0] == "0.06"
+    assert [c[0] for c in (cells["nan"][0], cells["crashed"][0])] == ["inf", "0.7"]
+    assert cells["nan"][0][3] == "1e308" and cells["nan"][1][0] == "—"
+    expected = shown(long_loss[3]) if 3 in kept else "≈ " + shown(long_loss[kept[kept <= 3][-1]])
+    assert cells["long"][0][0] == expected
+
+    heads, cells, _ = _choose(browser, missing)  # run "long" was downsampled: this step is not in the page
+    text, approx, title, sort = cells["long"][0]
+    assert (text, approx) == ("≈ " + shown(long_loss[nearest]), True) and f"kept point at step {nearest}" in title
+    assert f"--step {missing}" in title and np.float32(sort) == np.float32(long_loss[nearest])
+    assert cells["long"][1][:2] == ["≈ " + shown(acc[nearest]), True]
+    assert cells["short"][0][:2] == [shown(1 / (min(missing, 49) + 1)), False]  # a whole line: exact
+
+    for step in [1234, *fixed[:5].tolist()]:  # kept points: exact, digit for digit as Python prints them
+        heads, cells, _ = _choose(browser, step)
+        assert cells["long"][0][:3] == [shown(value_at(steps, long_loss, step)[0]), False, f"logged at step {step}"]
+    assert any(shown(np.float32(long_loss[i])) != shown(long_loss[i]) for i in fixed[:5])
+
+    # sorted by the "at step" column of train/loss: the order follows the step chosen
+    order = """return Array.from(document.querySelectorAll('#runs-table tbody tr'))
+        .map((tr) => tr.cells[0].childNodes[1].textContent);"""
+    _js(browser, "document.querySelector('#runs-table thead th.at').click();")
+    _choose(browser, 1)
+    assert _js(browser, order)[:3] == ["short", "crashed", "long"]  # 0.5, 0.9, ~1 (then NaN and none)
+    _choose(browser, 4)
+    assert _js(browser, order)[:4] == ["nan", "short", "crashed", "long"]  # -inf, 0.2, 0.6, ~1
+
+    # clicking a point of a chart chooses its step (the spike of run "long", zoomed in as a reader would)
+    box = _js(browser, """const gd = document.querySelector('.chart[data-title="train/loss"]');
+        gd.scrollIntoView();
+        await Plotly.relayout(gd, {'xaxis.range': [1220, 1250], 'yaxis.range': [-4, 10]});
+        const r = gd.getBoundingClientRect(), s = gd._fullLayout._size;
+        return [r.left + s.l + gd._fullLayout.xaxis.l2p(1234), r.top + s.t + gd._fullLayout.yaxis.l2p(9)];""")
+    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+        browser.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
+    _js(browser, "await new Promise((r) => requestAnimationFrame(r));")
+    heads, cells, field = _js(browser, AT_STEP)
+    assert field == "1234" and heads == ["at step 1234"] * 2 and cells["long"][0][:2] == ["9", False]
+    line = """return Array.from(document.querySelectorAll('.chart')).filter((gd) => gd.layout && gd.layout.shapes &&
+        gd.layout.shapes.length).map((gd) => [gd.dataset.title, gd.layout.shapes[0].x0]);"""
+    assert _js(browser, line) == [["train/loss", 1234], ["val/acc", 1234]]
+
+    _js(browser, "document.getElementById('at-step-reset').click();")
+    heads, cells, field = _js(browser, AT_STEP)
+    assert heads == ["at step 5", "at step 49"] and field == "" and cells == written
+    assert browser.errors == [] and browser.blocked == []
+
+
+def test_the_page_prints_numbers_as_the_python_table_does(browser, report):
+    from epochal._report_step import shown
+
+    path, _ = report
+    browser.open(path)
+    rng = np.random.default_rng(7)
+    values = [2.0 ** -10, 123456.5, 999999.5, 9.9999995, 0.5, -0.0, 0.0, 1e-5, 1.5e-5, 1e-4, 0.00012345650000000001,
+              1e16, 1e21, 1e22 + 2 ** 30, 2.0 ** 80, 1.2345e300, 5e-324, 3 * 5e-324, 0.1 + 0.2, -1234567.0, 1e6,
+              999999.0, 100000.0, 0.30000000000000004, 2.5e-7, 1 / 3]
+    values += (rng.normal(size=2000) * 10.0 ** rng.integers(-12, 12, 2000)).tolist()
+    values += (rng.integers(0, 2 ** 20, 500) / 2.0 ** rng.integers(0, 30, 500)).tolist()  # many exact ties
+    got = browser.evaluate(f"{json.dumps(values)}.map((v) => window.epochal.format(v))")
+    assert got == [shown(v) for v in values]
+    assert browser.errors == []

@@ -19,20 +19,14 @@ import pytest
 
 import epochal
 from epochal.sinks.mlflow_mirror import MIRROR_LOCK_FILE
-from epochal.sinks.mlflow_rest import MlflowRest
-from epochal.store import read_json, read_metrics
+from epochal.store import read_json
 from mlflow_gate import Gate
 from mlflow_server import MlflowServer
+import test_mlflow
+from test_mlflow import points
 
+server = test_mlflow.server  # the session's MLflow server
 WAIT = 240  # seconds: a bound for a slow machine, never a synchronisation
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = MlflowServer(tmp_path_factory.mktemp("mlflow-lock-server")).start()
-    MlflowRest(srv.uri).experiment_id("Default")  # the first request of a fresh server is the slowest
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture
@@ -41,16 +35,6 @@ def env(run_root, monkeypatch):
     for name in ("EPOCHAL_SINKS", "EPOCHAL_MLFLOW_URI", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
     return {**os.environ, "EPOCHAL_DIR": str(run_root), "PYTHONUNBUFFERED": "1"}
-
-
-def points(run_dir: Path) -> dict[str, list[list]]:
-    """Every stored point of a run as MLflow holds it: key -> sorted [step, ms, value]."""
-    out: dict[str, list] = {}
-    for record in read_metrics(run_dir)[0]:
-        for key, value in record.items():
-            if key not in ("step", "time", "epoch"):
-                out.setdefault(key, []).append([record["step"], int(round(record["time"] * 1000)), value])
-    return {k: sorted(v) for k, v in out.items()}
 
 
 def record(project: str, run_id: str, steps: int, start: int = 0, **init) -> Path:

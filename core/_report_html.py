@@ -266,7 +266,7 @@ table.sortable thead th{cursor:pointer}th.asc:after{content:" ▲"}th.desc:after
 .tag{background:#eef1f7;border-radius:3px;padding:0 5px;margin-right:3px;font-size:12px}
 .status.failed,.status.crashed{color:#b42318;font-weight:600}.status.running{color:#175cd3}
 #config-table tr.same{display:none}#config-table.show-all tr.same{display:table-row}#config-table tr.same td{color:#7a8294}
-td.missing{color:#aab}td.approx{color:#8a5a00;font-style:italic}#runs-table tbody tr{cursor:pointer}#runs-table tr.picked td{background:#fff7d6}#problems{background:#fff4e5;border:1px solid #f5c27a;border-radius:6px;padding:4px 16px}
+td.missing{color:#aab}td.approx{color:#8a5a00;font-style:italic}#at-step{width:9em}#runs-table tbody tr{cursor:pointer}#runs-table tr.picked td{background:#fff7d6}#problems{background:#fff4e5;border:1px solid #f5c27a;border-radius:6px;padding:4px 16px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:12px}.grid.small{grid-template-columns:repeat(auto-fill,minmax(380px,1fr))}
 .chart{height:340px;margin:0;border:1px solid #eef0f4;border-radius:6px;min-width:0}.chart.tall{height:460px}.grid.small .chart{height:280px}
 .media figure{margin:0}.media img{max-width:240px;max-height:240px;min-width:64px;image-rendering:pixelated}

@@ -8,8 +8,8 @@ shown as exact only when the page holds that very point:
 - the line keeps every logged point (it was not downsampled): every step is exact;
 - the line was downsampled but its steps rise strictly in logging order, and one of the points it
   kept lies exactly at the chosen step: exact;
-- otherwise the cell shows the nearest kept point at or before the step, marked ``≈`` (its title
-  says which step that point is at and how many points the chart keeps); ``--step`` / ``step=``
+- otherwise the cell shows the nearest kept point at or before the step, marked ``≈`` and followed
+  by that point's step (``≈ 0.4137 (step 1187)``; its title says how many points the chart keeps); ``--step`` / ``step=``
   computes the exact figure from every logged point, and the page shows those cells again
   whenever the step chosen is the one the report was written for.
 
@@ -176,6 +176,12 @@ window.epochalSteps = function (data, hooks) {
       return;
     }
     td.textContent = "≈ " + format(r.value);
+    if (r.value !== null) {  // the step the approximation comes from, in sight
+      const where = document.createElement("span");
+      where.className = "sub";
+      where.textContent = " (step " + r.step + ")";
+      td.appendChild(where);
+    }
     td.title = "≈: the page does not hold the point logged at or before step " + s + " (the chart keeps " + t.kept +
       " of " + t.logged + " points); " + (r.value === null ? "no kept point lies at or before it" :
       "shown: the kept point at step " + r.step) + ". epochal report --step " + s + " gives the exact value.";

@@ -217,6 +217,19 @@ def _choose(browser, step):
     return _js(browser, AT_STEP)
 
 
+def _click(browser, title, x, y):
+    """A real mouse click at (x, y) on chart ``title``, synchronised on plotly's own hover and click events."""
+    chart = f"document.querySelector('.chart[data-title=\"{title}\"]')"
+    browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=1, y=1)
+    _js(browser, f"window.hovered = new Promise((r) => {chart}.once('plotly_hover', r));")
+    browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+    _js(browser, f"await window.hovered; window.clicked = new Promise((r) => {chart}.once('plotly_click', r));")
+    for kind in ("mousePressed", "mouseReleased"):
+        browser.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+    _js(browser, "await window.clicked; await window.epochal.setStep(document.getElementById('at-step').value);")
+    return _js(browser, AT_STEP)
+
+
 def test_step_chosen_in_the_page_updates_the_at_step_column(browser, report):
     from epochal._report_data import value_at
     from epochal._report_step import float32_fixes, shown
@@ -245,14 +258,16 @@ def test_step_chosen_in_the_page_updates_the_at_step_column(browser, report):
     assert cells["short"][0][:3] == ["0.25", False, "logged at step 3"] and cells["short"][1][0] == "0.06"
     assert [c[0] for c in (cells["nan"][0], cells["crashed"][0])] == ["inf", "0.7"]
     assert cells["nan"][0][3] == "1e308" and cells["nan"][1][0] == "—"
-    expected = shown(long_loss[3]) if 3 in kept else "≈ " + shown(long_loss[kept[kept <= 3][-1]])
+    before = int(kept[kept <= 3][-1])
+    expected = shown(long_loss[3]) if 3 in kept else f"≈ {shown(long_loss[before])} (step {before})"
     assert cells["long"][0][0] == expected
 
     heads, cells, _ = _choose(browser, missing)  # run "long" was downsampled: this step is not in the page
     text, approx, title, sort = cells["long"][0]
-    assert (text, approx) == ("≈ " + shown(long_loss[nearest]), True) and f"kept point at step {nearest}" in title
+    assert (text, approx) == (f"≈ {shown(long_loss[nearest])} (step {nearest})", True)
+    assert f"kept point at step {nearest}" in title
     assert f"--step {missing}" in title and np.float32(sort) == np.float32(long_loss[nearest])
-    assert cells["long"][1][:2] == ["≈ " + shown(acc[nearest]), True]
+    assert cells["long"][1][:2] == [f"≈ {shown(acc[nearest])} (step {nearest})", True]
     assert cells["short"][0][:2] == [shown(1 / (min(missing, 49) + 1)), False]  # a whole line: exact
 
     for step in [1234, *fixed[:5].tolist()]:  # kept points: exact, digit for digit as Python prints them
@@ -275,14 +290,26 @@ def test_step_chosen_in_the_page_updates_the_at_step_column(browser, report):
         await Plotly.relayout(gd, {'xaxis.range': [1220, 1250], 'yaxis.range': [-4, 10]});
         const r = gd.getBoundingClientRect(), s = gd._fullLayout._size;
         return [r.left + s.l + gd._fullLayout.xaxis.l2p(1234), r.top + s.t + gd._fullLayout.yaxis.l2p(9)];""")
-    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-        browser.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
-    _js(browser, "await new Promise((r) => requestAnimationFrame(r));")
-    heads, cells, field = _js(browser, AT_STEP)
+    heads, cells, field = _click(browser, "train/loss", *box)
     assert field == "1234" and heads == ["at step 1234"] * 2 and cells["long"][0][:2] == ["9", False]
     line = """return Array.from(document.querySelectorAll('.chart')).filter((gd) => gd.layout && gd.layout.shapes &&
         gd.layout.shapes.length).map((gd) => [gd.dataset.title, gd.layout.shapes[0].x0]);"""
     assert _js(browser, line) == [["train/loss", 1234], ["val/acc", 1234]]
+
+    _js(browser, "window.epochal.setMode('time'); await new Promise((r) => requestAnimationFrame(r));")
+    # another chart (plotly would take a second click on one chart within 300 ms for a double click)
+    box = _js(browser, """const gd = document.querySelector('.chart[data-title="val/acc"]');
+        gd.scrollIntoView();
+        const line = gd._fullData.find((t) => t.name === 'long'), y = Array.from(line.y);
+        const top = Math.max(...y), x = line.x[y.indexOf(top)];  // the dip of the loss: 1 - (-3) / 10
+        await Plotly.relayout(gd, {'xaxis.range': [x - 0.002, x + 0.002], 'yaxis.range': [0, 1.5]});
+        const r = gd.getBoundingClientRect(), s = gd._fullLayout._size;
+        return [r.left + s.l + gd._fullLayout.xaxis.l2p(x), r.top + s.t + gd._fullLayout.yaxis.l2p(top)];""")
+    heads, cells, field = _click(browser, "val/acc", *box)  # wall-time axis: the point's step all the same
+    assert field == "4321" and [c[:2] for c in cells["long"]] == [["-3", False], ["1.3", False]]
+    assert _js(browser, line) == []  # no step line on a wall-time axis
+    _js(browser, "window.epochal.setMode('step'); await new Promise((r) => requestAnimationFrame(r));")
+    assert _js(browser, line) == [["train/loss", 4321], ["val/acc", 4321]]
 
     _js(browser, "document.getElementById('at-step-reset').click();")
     heads, cells, field = _js(browser, AT_STEP)
@@ -303,4 +330,16 @@ def test_the_page_prints_numbers_as_the_python_table_does(browser, report):
     values += (rng.integers(0, 2 ** 20, 500) / 2.0 ** rng.integers(0, 30, 500)).tolist()  # many exact ties
     got = browser.evaluate(f"{json.dumps(values)}.map((v) => window.epochal.format(v))")
     assert got == [shown(v) for v in values]
+    assert browser.errors == []
+
+
+def test_a_report_without_metrics_has_no_step_field_and_no_error(browser, tmp_path):
+    root = tmp_path / "runs"
+    with epochal.init(project="bare", dir=root, config={"a": 1}, system_interval=0):
+        pass
+    path = epochal.report(project="bare", dir=root, output=tmp_path / "bare.html")
+    browser.errors.clear()
+    browser.open(path)
+    assert _js(browser, "await window.epochal.renderAll(); return [document.getElementById('at-step'), "
+                        "await window.epochal.setStep(3)];") == [None, None]
     assert browser.errors == []

@@ -16,7 +16,8 @@ from typing import Any, Sequence
 from ._report_data import (
     MAX_NONFINITE, MAX_POINTS, MIN_POINTS, POINT_BUDGET, MetricFigures, RunData, config_value, number,
 )
-from ._report_step import STEP_JS, exact_values, shown, step_controls
+from ._report_step import exact_values, shown, step_controls
+from ._report_step_js import STEP_JS
 
 __all__ = ["render_page", "run_color"]
 

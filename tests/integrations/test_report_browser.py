@@ -343,3 +343,27 @@ def test_a_report_without_metrics_has_no_step_field_and_no_error(browser, tmp_pa
     assert _js(browser, "await window.epochal.renderAll(); return [document.getElementById('at-step'), "
                         "await window.epochal.setStep(3)];") == [None, None]
     assert browser.errors == []
+
+
+def test_steps_logged_out_of_order_are_looked_up_as_python_does(browser, tmp_path):
+    from epochal._report_data import value_at
+    from epochal._report_step import shown
+
+    root = tmp_path / "runs"
+    order = {"again": np.array([0, 1, 2, 2, 3, 1, 4, 6]), "resumed": np.r_[np.arange(3000), np.arange(1000, 1100)]}
+    logged = {name: np.random.default_rng(len(steps)).normal(size=len(steps)) for name, steps in order.items()}
+    for name, steps in order.items():
+        with epochal.init(project="order", name=name, dir=root, system_interval=0) as run:
+            for step, value in zip(steps.tolist(), logged[name].tolist()):
+                run.log({"loss": value}, step=step)
+    path = epochal.report(project="order", dir=root, output=tmp_path / "order.html")
+    kept = downsample(logged["resumed"], points_per_trace(2, 1))  # in logging order
+    browser.errors.clear()
+    browser.open(path)
+    for step in (0, 1, 2, 5, 1050, 1099, 2500):
+        cells = _choose(browser, step)[1]
+        assert cells["again"][0][:2] == [shown(value_at(order["again"], logged["again"], step)[0]), False]
+        before = kept[order["resumed"][kept] <= step][-1]  # the last kept point at or before, in logging order
+        text, approx = cells["resumed"][0][:2]
+        assert approx and text == f"≈ {shown(logged['resumed'][before])} (step {order['resumed'][before]})"
+    assert browser.errors == []

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 from .media import MediaRecord, check_media_key
 from .store import folder_inside, read_jsonl
 
-__all__ = ["MEDIA_DIR", "INDEX_FILE", "write_media", "end_torn_line", "read_index"]
+__all__ = ["MEDIA_DIR", "INDEX_FILE", "write_media", "end_torn_line", "read_index", "is_entry"]
 
 log = logging.getLogger("epochal")
 MEDIA_DIR = "media"
@@ -107,11 +107,12 @@ def end_torn_line(run_dir: Path) -> str:
 def read_index(run_dir: Path) -> list[dict[str, Any]]:
     """The media index of a stored run in logging order; torn or foreign lines are skipped."""
     rows, _ = read_jsonl(Path(run_dir) / INDEX_FILE)
-    good = []
-    for row in rows:
-        file = row.get("file")
-        if (isinstance(row.get("step"), int) and isinstance(row.get("key"), str) and isinstance(file, str)
-                and row.get("type") in ("image", "histogram", "text") and ".." not in file.split("/")
-                and file.startswith(MEDIA_DIR + "/")):
-            good.append(row)
-    return good
+    return [row for row in rows if is_entry(row)]
+
+
+def is_entry(row: dict[str, Any]) -> bool:
+    """An index line as the store writes it, naming a file under ``media/`` (never outside the run)."""
+    file = row.get("file")
+    return (isinstance(row.get("step"), int) and isinstance(row.get("key"), str) and isinstance(file, str)
+            and row.get("type") in ("image", "histogram", "text") and ".." not in file.split("/")
+            and file.startswith(MEDIA_DIR + "/"))

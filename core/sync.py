@@ -117,6 +117,7 @@ def _sync_owned(run_dir: Path, mirror: Mirror, progress: _Progress) -> SyncResul
         for version in versions:
             _retrying(lambda: mirror.push_artifact(version), uri)
         _retrying(lambda: mirror.push_tags({alias_tag(v.name, a): v.version for v in versions for a in v.aliases}), uri)
+        _retrying(mirror.push_media, uri)
         _retrying(lambda: mirror.push_summary(read_json(run_dir / SUMMARY_FILE, {}) or {}, meta.get("finished")), uri)
         _retrying(lambda: mirror.push_tags(run_tags({**meta, "status": status})), uri)
         _retrying(lambda: mirror.push_status(status, meta.get("finished") or _last_sign_of_life(run_dir, meta)), uri)

@@ -41,11 +41,14 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, cast
 
 from ..blocks import encode_block
+from .._media_store import INDEX_FILE
 from ..hookspecs import hookimpl
+from ..media import MediaRecord
 from ..records import ArtifactVersion, MetricBatch, RunInfo
 from ..staging import StagedArtifact
 from ..store import METRICS_FILE, SUMMARY_FILE, read_json, read_jsonl, system_file_name
 from .mlflow_mapping import alias_tag, run_tags
+from .mlflow_media import count_entries
 from .mlflow_mirror import Mirror, MirrorBusy, MirrorStopped
 from .mlflow_rest import MlflowError, MlflowRest, NotAnMlflowServer, RecordRejected, ServerUnavailable, resolve_uri
 
@@ -79,6 +82,9 @@ class MlflowSink:
         self._system_first = 0  # the number in the file of self._system[0]
         self._system_backlog = False
         self._artifacts: list[StagedArtifact | ArtifactVersion] = []
+        self._media = False  # the run has media the server may lack
+        self._media_base = 0  # the size of the media index at init: this session's entries follow it
+        self._media_expected = 0  # media files delivered this session (the store indexes each one)
         self._alias_tags: dict[str, str] = {}
         self._meta: Mapping[str, Any] | None = None
         self._meta_dirty = False
@@ -126,6 +132,8 @@ class MlflowSink:
         if system_path.exists():
             self._system_first = len(read_jsonl(system_path)[0])
             self._system_backlog = int(mirror.state["system"].get(self._system_file, 0)) < self._system_first
+        self._media_base = _size(Path(run.dir) / INDEX_FILE)
+        self._media = mirror.media_offset < self._media_base
         mirror.deadline = time.monotonic() + _env_float("EPOCHAL_MLFLOW_INIT_TIMEOUT", 10.0)
         try:
             mirror.experiment(run.project, timeout=PROBE_TIMEOUT)  # the probe: is it there, is it MLflow?
@@ -201,6 +209,13 @@ class MlflowSink:
             self._pump()
 
     @hookimpl
+    def epochal_media(self, run, records: Sequence[MediaRecord]) -> None:
+        if self.mirror is not None:  # sent from the index once the store has filed them
+            self._media = True
+            self._media_expected += sum(len(record.items) for record in records)
+            self._pump()
+
+    @hookimpl
     def epochal_artifact_alias(self, run, name: str, version: str, alias: str) -> None:
         if self.mirror is not None:
             self._alias_tags[alias_tag(name, alias)] = version
@@ -249,13 +264,15 @@ class MlflowSink:
             complete = self._push_metrics(mirror)
             self._push_system(mirror)
             self._push_artifacts(mirror, final=status is not None)
+            media_filed = self._push_media(mirror, final=status is not None)
             if self._alias_tags and not self._artifacts:  # after the versions they point at
                 mirror.push_tags(self._alias_tags)
                 self._alias_tags = {}
             if status is not None:
-                if not complete or self._artifacts:
+                if not complete or self._artifacts or not media_filed:
                     return "the run directory is ahead of what the store has written" if not complete else (
-                        "artifacts not filed by the store in time")
+                        "artifacts not filed by the store in time" if self._artifacts else
+                        "media not filed by the store in time")
                 summary = self._summary if self._summary is not None else read_json(Path(run.dir) / SUMMARY_FILE, {})
                 mirror.push_summary(summary or {})
                 mirror.push_tags(run_tags({**(self._meta or {}), "status": status}))
@@ -309,6 +326,32 @@ class MlflowSink:
             if stored is not None:
                 mirror.push_artifact(cast(ArtifactVersion, stored))  # what wait() returned, or a filed version
         self._artifacts = pending
+
+    def _push_media(self, mirror: Mirror, final: bool) -> bool:
+        """Upload the media the store has indexed; at the end, first wait (within the deadline) until it
+        indexed every file delivered. True when nothing delivered is left behind."""
+        if not self._media:
+            return True
+        filed = True
+        if final and self._media_expected:
+            filed = self._await_index(mirror.deadline)
+        if _size(Path(self._run.dir) / INDEX_FILE) > mirror.media_offset:
+            mirror.push_media()
+        return filed
+
+    def _await_index(self, deadline: float | None) -> bool:
+        """Wait for the store's lane to index this session's media (it runs beside this lane), polling its size."""
+        path, size, wait = Path(self._run.dir) / INDEX_FILE, -1, 0.01
+        while True:
+            now_size = _size(path)
+            if now_size != size:
+                size = now_size
+                if count_entries(Path(self._run.dir), self._media_base) >= self._media_expected:
+                    return True
+            if deadline is None or time.monotonic() + wait > deadline:
+                return False
+            time.sleep(wait)  # the store's lane gives no signal to this one; bounded by the finish deadline
+            wait = min(0.2, wait * 2)
 
     def _push_system(self, mirror: Mirror) -> None:
         if self._system_backlog:

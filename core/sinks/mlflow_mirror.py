@@ -11,6 +11,8 @@ credential), is rewritten atomically after every acknowledged request and record
   not wholly acknowledged, and how many of its points were;
 - ``system``: per ``system*.jsonl`` file, how many samples were acknowledged;
 - ``artifacts``: the ``name:version`` pairs uploaded;
+- ``media``: ``[offset, files]``: the byte offset in ``media/.index.jsonl`` of the first media
+  entry not wholly uploaded, and how many of its files were (see :mod:`epochal.sinks.mlflow_media`);
 - ``params``, ``tags``: a hash of each value sent (so nothing is sent twice);
 - ``names``: epochal name -> MLflow name, for names MLflow would refuse;
 - ``last``, ``last_step``: each metric's last value sent (to tell summary overrides);
@@ -42,6 +44,7 @@ from ..store import read_json, system_prefix, write_json_atomic
 from .mlflow_mapping import (
     MAX_METRICS, MAX_PARAMS, MAX_TAG_VALUE, MAX_TAGS, STATUS, NameMapper, alias_tag, chunks, param_values, summary_records, truncate,
 )
+from .mlflow_media import IMAGES_TAG, index_entries, media_files
 from .mlflow_rest import MlflowRest, RecordRejected, ServerUnavailable
 
 __all__ = ["CURSOR_FILE", "MIRROR_LOCK_FILE", "Mirror", "MirrorBusy", "MirrorStopped"]
@@ -107,7 +110,7 @@ class Mirror:
         self._doc: dict[str, Any] = doc if isinstance(doc, dict) and isinstance(doc.get("servers"), dict) else {"format": 1,
                                                                                                   "servers": {}}
         state = self._doc["servers"].setdefault(rest.uri, {})
-        for key, default in (("metrics", [0, 0]), ("system", {}), ("artifacts", []), ("params", {}), ("tags", {}),
+        for key, default in (("metrics", [0, 0]), ("system", {}), ("artifacts", []), ("media", [0, 0]), ("params", {}), ("tags", {}),
                              ("names", {}), ("last", {}), ("last_step", None), ("summary", None), ("status", None)):
             state.setdefault(key, default)
         self.state = state
@@ -125,6 +128,10 @@ class Mirror:
     @property
     def metrics_offset(self) -> int:
         return int(self.state["metrics"][0])
+
+    @property
+    def media_offset(self) -> int:
+        return int(self.state["media"][0])
 
     def save(self) -> None:
         self.state["names"] = self.names.mapped
@@ -362,6 +369,53 @@ class Mirror:
             path = path[2:].partition("/")[2]
         return path.strip("/")
 
+    def _upload_root(self) -> str | None:
+        """Where the run's artifacts go through the proxy; None (warned once) for a server without one.
+
+        Metrics and the rest go on; a later sync uploads the files once the server proxies artifacts.
+        """
+        root = self._artifact_root()
+        if root is None and not self._warned_artifacts:
+            self._warned_artifacts = True
+            log.warning(
+                "epochal: MLflow server %s does not serve artifacts (run artifact URI %r); artifacts and media are "
+                "not uploaded. Start it with `--artifacts-destination DIR` so they go through its mlflow-artifacts "
+                "proxy", self.rest.uri, self.state.get("artifact_uri"))
+        return root
+
+    def push_media(self) -> int:
+        """Upload the media of the index entries past the cursor (see :mod:`epochal.sinks.mlflow_media`).
+
+        The cursor moves past each entry once its files are uploaded; a file gone from the
+        run directory (or reached through a symlink) is passed over with a warning. Returns the entries sent.
+        """
+        root = self._upload_root()
+        if root is None:
+            return 0
+        sent = 0
+        offset, done = self.state["media"]
+        for entry, after in index_entries(self.dir, offset):
+            if entry is not None:
+                if entry["type"] == "image":
+                    self.push_tags({IMAGES_TAG: "True"})  # as mlflow.log_image sets it: the UI's image grid
+                try:
+                    for index, (path, read) in enumerate(media_files(entry, self.dir, self.names)):
+                        if index < done:
+                            continue
+                        try:
+                            self.rest.upload(f"{root}/{path}", read(), timeout=self._timeout())
+                        except RecordRejected as exc:
+                            self._rejected(f"media file {path}", exc)
+                        self.state["media"] = [offset, index + 1]
+                        self.save()
+                except OSError as exc:  # deleted, or a symlink: never read through it
+                    log.warning("epochal: media file %s of run %s not uploaded: %s", entry["file"], self.dir, exc)
+                sent += 1
+            offset, done = after, 0
+            self.state["media"] = [offset, done]
+            self.save()
+        return sent
+
     def push_artifact(self, version: ArtifactVersion) -> bool:
         """Upload one stored artifact version's files to ``<name>/<version>/...`` (True once done or gone).
 
@@ -370,14 +424,8 @@ class Mirror:
         key = f"{version.name}:{version.version}"
         if key in self._artifacts_done:
             return True
-        root = self._artifact_root()
-        if root is None:  # metrics and the rest go on; a later sync uploads it once the server proxies artifacts
-            if not self._warned_artifacts:
-                self._warned_artifacts = True
-                log.warning(
-                    "epochal: MLflow server %s does not serve artifacts (run artifact URI %r); artifacts are not "
-                    "uploaded. Start it with `--artifacts-destination DIR` so they go through its mlflow-artifacts "
-                    "proxy", self.rest.uri, self.state.get("artifact_uri"))
+        root = self._upload_root()
+        if root is None:
             return True
         base = self.dir.resolve()
         source = (self.dir / version.path).resolve()

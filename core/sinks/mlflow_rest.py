@@ -214,7 +214,11 @@ class MlflowRest:
             payload["end_time"] = end_ms
         self.call("runs/update", payload, timeout=timeout)
 
-    def upload(self, artifact_path: str, file: Path, *, timeout: float | None = None) -> None:
-        """Upload ``file`` through the server's artifact proxy to ``artifact_path`` (``<exp>/<run>/artifacts/...``)."""
+    def upload(self, artifact_path: str, file: Path | bytes, *, timeout: float | None = None) -> None:
+        """Upload ``file`` (or these bytes) through the server's artifact proxy to ``artifact_path``
+        (``<exp>/<run>/artifacts/...``)."""
+        if isinstance(file, bytes):
+            self._request("PUT", f"{ARTIFACTS_API}/{quote(artifact_path)}", data=file, timeout=timeout)
+            return
         with open(file, "rb") as handle:
             self._request("PUT", f"{ARTIFACTS_API}/{quote(artifact_path)}", data=handle, timeout=timeout)

@@ -6,7 +6,8 @@ is ``EPOCHAL_MLFLOW_URI``, else ``MLFLOW_TRACKING_URI``. It speaks MLflow's REST
 never imports mlflow, and maps a run as :mod:`epochal.sinks.mlflow_mapping` says:
 experiment = project, run name, tags, params = flattened config, every metric point
 with its step and wall time, hardware samples as ``system/*``, artifacts through the
-server's ``mlflow-artifacts`` proxy, the summary and status at the end. The MLflow run
+server's ``mlflow-artifacts`` proxy, media (images, histograms, texts) as artifact files
+laid out as :mod:`epochal.sinks.mlflow_media` says, the summary and status at the end. The MLflow run
 id goes into ``run.json`` (``"mlflow"``) when the server answers at ``init``.
 
 Never blocks: the mirror works on its own plugin lane. Once at ``init`` the server is
@@ -17,9 +18,11 @@ non-MLflow URI gives one warning naming it and training goes on. A server that i
 down, slow or failing is tried again with backoff (0.5 s doubling to 30 s) on later
 events, never by sleeping. The lane keeps what the server has not taken in memory
 (up to ``EPOCHAL_MLFLOW_BACKLOG_MB``, 64 by default) and then reads it back from the run
-directory past the cursor. At the end of the run it gives the server
+directory past the cursor; media it always reads from the run directory (the store's
+media index), so it holds none in memory. At the end of the run it gives the server
 ``EPOCHAL_MLFLOW_FINISH_TIMEOUT`` seconds (10 by default; a server that is down fails
-at once, one that does not connect within 5 s) and leaves the rest to
+at once, one that does not connect within 5 s; within it the store's lane is given time
+to index the last media) and leaves the rest to
 ``epochal sync --to URI RUN``. Nothing is lost or sent twice: see the cursor in
 :mod:`epochal.sinks.mlflow_mirror`.
 

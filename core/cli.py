@@ -283,7 +283,7 @@ def _add_report(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--where", "-w", help="keep runs matching e.g. \"config.lr > 0.01 and 'baseline' in tags\"")
     p.add_argument("--metric", "-m", action="append", help="a metric to show (repeat); NAME:min or NAME:max "
                    "says which way is better (default: all metrics, direction guessed from the name)")
-    p.add_argument("--step", type=int, help="compare values at this step (default: the last step all runs reached)")
+    p.add_argument("--step", type=int, help="compare values at this step, exactly (default: the last step all runs reached); the page lets a reader choose another")
     p.add_argument("--title")
     p.add_argument("--output", "-o", default="report.html", help="the HTML file to write (default report.html)")
     p.set_defaults(func=_cmd_report)

@@ -50,6 +50,7 @@ class SyncResult:
     points: int = 0
     requests: int = 0
     skipped: int = 0
+    media: int = 0  # media files uploaded
     mlflow_run_id: str | None = None
     note: str = ""
 
@@ -125,7 +126,7 @@ def _sync_owned(run_dir: Path, mirror: Mirror, progress: _Progress) -> SyncResul
         raise SyncError(f"run {label}: {exc}") from None
     _note_in_run_json(run_dir, mirror)
     return SyncResult(label, status, mirror.points_sent, rest.requests_sent - requests_before, mirror.skipped,
-                      mirror.run_id)
+                      mirror.media_sent, mirror.run_id)
 
 
 def _last_sign_of_life(run_dir: Path, meta: dict) -> float:
@@ -176,7 +177,8 @@ def sync_runs(uri: str, run_dirs: Iterable[Path], out: TextIO | None = sys.stdou
                     out.write(f"{result.run}: {result.note}\n")
                 else:
                     out.write(f"{result.run}: {result.status}, {result.points:,} points sent in {result.requests} "
-                              f"request(s)" + (f", {result.skipped} record(s) refused" if result.skipped else "")
+                              f"request(s)" + (f", {result.media:,} media file(s)" if result.media else "")
+                              + (f", {result.skipped} record(s) refused" if result.skipped else "")
                               + f" -> {display_uri(uri)} run {result.mlflow_run_id}\n")
     finally:
         rest.close()

@@ -105,6 +105,7 @@ class Mirror:
         self.progress = progress
         self.deadline: float | None = None  # time.monotonic() after which no request starts
         self.points_sent = 0
+        self.media_sent = 0  # media files uploaded
         self.skipped = 0
         doc = read_json(self.dir / CURSOR_FILE, {})
         self._doc: dict[str, Any] = doc if isinstance(doc, dict) and isinstance(doc.get("servers"), dict) else {"format": 1,
@@ -404,6 +405,7 @@ class Mirror:
                             continue
                         try:
                             self.rest.upload(f"{root}/{path}", read(), timeout=self._timeout())
+                            self.media_sent += 1
                         except RecordRejected as exc:
                             self._rejected(f"media file {path}", exc)
                         self.state["media"] = [offset, index + 1]

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -123,6 +124,7 @@ def test_live_mirror_media_read_back_byte_for_byte_and_a_sync_sends_none_again(m
     assert sorted(uploads) == sorted(files) and set(uploads.values()) == {1}  # each file once
     cursor = read_json(run.dir / CURSOR_FILE)["servers"][mirrored.uri]
     assert cursor["media"] == [(run.dir / INDEX_FILE).stat().st_size, 0]
+    assert "mlflow" not in sys.modules  # the mirror speaks REST; mlflow is never imported
 
     result = sync_module.sync_runs(mirrored.uri, [run.dir], out=None)[0]
     assert result.requests == 0 and set(uploads.values()) == {1}  # the sync finds nothing left to send
@@ -162,7 +164,7 @@ def test_image_files_follow_mlflow_log_image_layout(mirrored):  # noqa: F811
 
 
 def test_server_down_during_the_run_then_sync_delivers_the_media_once(server, monkeypatch, uploads,  # noqa: F811
-                                                                        caplog):
+                                                                        caplog, capsys):
     monkeypatch.setenv("EPOCHAL_MLFLOW_URI", f"http://127.0.0.1:{_closed_port()}")
     with caplog.at_level(logging.WARNING, logger="epochal"):
         run = epochal.init(project="media-later", sinks=["mlflow"], system_interval=0)
@@ -172,6 +174,7 @@ def test_server_down_during_the_run_then_sync_delivers_the_media_once(server, mo
 
     assert cli(["sync", "--to", server.uri, run.id]) == 0
     files = expected_files(run.dir)
+    assert f", {len(files)} media file(s)" in capsys.readouterr().out
     assert media_of(server.read_run(run.id, "media-later")) == files
     assert sorted(uploads) == sorted(files) and set(uploads.values()) == {1}
     second = sync_module.sync_runs(server.uri, [run.dir], out=None)[0]

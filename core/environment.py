@@ -170,6 +170,9 @@ def git_status(root: str, max_diff_bytes: int = MAX_DIFF_BYTES) -> tuple[dict[st
     untracked = sum(1 for line in lines if line.startswith("??"))
     facts: dict[str, Any] = {"dirty": len(lines) - untracked > 0, "modified_files": len(lines) - untracked,
                              "untracked_files": untracked}
+    if not facts["dirty"]:  # no tracked file changed: the diff is empty, no second git process needed
+        facts.update(diff_bytes=0, diff_truncated=False)
+        return facts, ""
     code, diff, cut = _git(root, "diff", "HEAD", "--no-color", "--no-ext-diff", limit=max_diff_bytes)
     if code != 0:  # no commit yet: the diff of the index and work tree
         code, diff, cut = _git(root, "diff", "--no-color", "--no-ext-diff", limit=max_diff_bytes)

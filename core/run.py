@@ -134,9 +134,9 @@ class Run:
         )
         self._pm = build_plugin_manager(sinks)
         self._meta.update(redact(jsonable(collect_run_metadata(self._pm, self.info))))
-        if self.is_owner:
+        if self.is_owner:  # readable at once; made durable by the store's rewrite (epochal_metadata below)
             try:
-                write_json_atomic(self.dir / RUN_FILE, self._meta)
+                write_json_atomic(self.dir / RUN_FILE, self._meta, sync=False)
             except OSError as exc:  # a full disk: the store's lane keeps run.json and writes it when space returns
                 if not transient(exc):
                     raise

@@ -106,11 +106,12 @@ def folder_inside(root: Path, *parts: str) -> Path:
     return path
 
 
-def write_json_atomic(path: Path, data: Any, root: Path | None = None) -> None:
+def write_json_atomic(path: Path, data: Any, root: Path | None = None, *, sync: bool = True) -> None:
     """Replace ``path`` with ``data`` as JSON: temp file in the same folder, fsync, ``os.replace``.
 
     The rename replaces a symlink at ``path`` itself, never its target. With ``root`` (the
     run folder), every folder between ``root`` and ``path`` must be a real folder (see :func:`inside`).
+    ``sync=False`` leaves out the fsync, for a file rewritten durably moments later.
     """
     path = Path(path)
     if root is not None:
@@ -121,8 +122,9 @@ def write_json_atomic(path: Path, data: Any, root: Path | None = None) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=1, sort_keys=False, default=repr)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

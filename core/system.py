@@ -20,6 +20,7 @@ Under DDP every rank samples its own process (and, with NVML, its local GPU).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -141,7 +142,7 @@ class SystemSampler:
         if now - self._children_at >= CHILDREN_REFRESH_SECONDS:
             self._children_at = now
             try:
-                self._children = self._process.children(recursive=True)
+                self._children = _descendants(self._process)
                 for child in self._children:
                     child.cpu_percent(None)
             except psutil.Error:
@@ -222,6 +223,34 @@ class SystemSampler:
         self._stop.set()
         self._thread.join(timeout=5)
         self.sample()
+
+
+def _descendants(process: psutil.Process) -> list[psutil.Process]:
+    """Every process below ``process``: from Linux's per-thread ``children`` lists (a few small reads), else
+    ``psutil``'s ``children(recursive=True)``, which reads every process of the machine (ms of CPU on a busy host)."""
+    if not os.path.exists(f"/proc/{process.pid}/task/{process.pid}/children"):
+        return process.children(recursive=True)
+    found: list[psutil.Process] = []
+    todo = [process.pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:  # ended meanwhile
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/children", "rb") as handle:
+                    kids = [int(k) for k in handle.read().split()]
+            except (OSError, ValueError):
+                continue
+            todo.extend(kids)
+            for kid in kids:
+                try:
+                    found.append(psutil.Process(kid))
+                except psutil.Error:
+                    continue
+    return found
 
 
 def _safe(fn: Callable[[], Any]) -> Any:

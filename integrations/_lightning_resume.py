@@ -26,10 +26,16 @@ __all__ = ["RunInCheckpoint", "trainer_of"]
 
 
 class RunInCheckpoint(Callback):
-    """Puts the run's marker into every checkpoint, follows a loaded one, remembers the error."""
+    """Puts the run's marker into every checkpoint, follows a loaded one, remembers the error.
+
+    Lightning calls a callback's hook only when the attribute is callable (``_call_callback_hooks``);
+    the hooks this one leaves alone are set to None, so each of the ~6 per training step costs
+    Lightning no profiler context and label for it (about 3 us each, 2% of a small fit).
+    """
 
     def __init__(self, logger: EpochalLogger) -> None:
         self.logger = logger
+        self.__dict__.update(dict.fromkeys(_UNUSED_HOOKS))
 
     @property
     def state_key(self) -> str:
@@ -66,6 +72,12 @@ class RunInCheckpoint(Callback):
 
     def on_exception(self, trainer: Trainer, pl_module: Any, exception: BaseException) -> None:
         self.logger._error = exception
+
+
+_UNUSED_HOOKS = tuple(
+    name for name in vars(Callback)
+    if (name.startswith("on_") or name in ("setup", "teardown")) and name not in vars(RunInCheckpoint)
+)
 
 
 def trainer_of(model: Any) -> Trainer | None:

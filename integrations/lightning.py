@@ -107,8 +107,10 @@ class EpochalLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        tracking = self._tracking
         try:  # the hot path: Tracking.guard's own rule, without a context manager per call
-            self.experiment.log_native(metrics, step=step, dialect=self._dialect)
+            run = tracking.run if tracking.is_open else self.experiment
+            run.log_native(metrics, step=step, dialect=self._dialect)  # type: ignore[union-attr]
         except Exception as exc:
             self._tracking.warn("log_metrics", exc)
 

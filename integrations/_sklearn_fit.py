@@ -104,12 +104,13 @@ class _Session:
         searched = hasattr(est, "cv_results_")
         refitted = not searched or getattr(est, "refit", True) is not False
         if refitted:
-            metrics = training_metrics(est, self.data, self.y, self.sample_weight, tracking.warn)
+            made: dict[str, Any] = {}  # predictions the metrics made, reused by the plots
+            metrics = training_metrics(est, self.data, self.y, self.sample_weight, tracking.warn, made)
             if metrics:
                 run.log({train_name(k): v for k, v in metrics.items()})
             if self.options.get("log_plots", True):
                 with tracking.guard("training plots"):  # drawn off this thread, beside the training metrics
-                    log_training_plots(run, est, self.data, self.y, self.sample_weight, max(run.step - 1, 0))
+                    log_training_plots(run, est, self.data, self.y, self.sample_weight, max(run.step - 1, 0), made)
         run.summary.update(fit_time=seconds)
         children = None
         if searched:

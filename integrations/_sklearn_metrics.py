@@ -39,11 +39,12 @@ _TEST = SKLEARN.with_split("test")
 
 
 def training_metrics(estimator: Any, data: Callable[[], Any], y: Any, sample_weight: Any,
-                     warn: Warn) -> dict[str, float]:
+                     warn: Warn, made: dict[str, Any] | None = None) -> dict[str, float]:
     """Training metrics of a fitted estimator (bare names), each computed and guarded on its own.
 
     ``data()`` returns the training ``X`` for each call into the estimator (a fresh copy each
-    time where a step may write into it).
+    time where a step may write into it). ``made`` receives the predictions made, by method
+    name (the training plots reuse them).
     """
     from sklearn import metrics as m
     from sklearn.base import is_classifier, is_regressor
@@ -62,7 +63,8 @@ def training_metrics(estimator: Any, data: Callable[[], Any], y: Any, sample_wei
         put("score", lambda: estimator.score(data(), y, **score_kw))
     if y is None or not (is_classifier(estimator) or is_regressor(estimator)):
         return out
-    y_pred = _call(estimator, "predict", data, warn)
+    made = {} if made is None else made
+    y_pred = made["predict"] = _call(estimator, "predict", data, warn)
     if is_classifier(estimator):
         if y_pred is not None:
             put("accuracy", lambda: m.accuracy_score(y, y_pred, **sw))
@@ -70,6 +72,7 @@ def training_metrics(estimator: Any, data: Callable[[], Any], y: Any, sample_wei
                 score = getattr(m, f"{name}_score")
                 put(name, functools.partial(score, y, y_pred, average="weighted", zero_division=0, **sw))
         proba = _call(estimator, "predict_proba", data, warn) if hasattr(estimator, "predict_proba") else None
+        made["predict_proba"] = proba
         if proba is not None:
             labels = getattr(estimator, "classes_", None)
             put("log_loss", lambda: m.log_loss(y, proba, labels=labels, **sw))

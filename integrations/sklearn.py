@@ -46,7 +46,8 @@ def autolog(disable: bool = False, log_models: bool = True, max_child_runs: int 
 
     ``init_kwargs`` (``project``, ``tags``, ``dir``, ...) go to :func:`epochal.init` for the runs
     autolog opens; ``max_child_runs`` best search candidates become child runs (0: none);
-    ``log_plots=False`` skips the training plots (drawn off the training thread, each costs some 50-80 ms of CPU).
+    ``log_plots=False`` skips the training plots of the top-level fit (confusion matrix, ROC and PR curves;
+    residuals for regressors: Pillow charts drawn off the training thread, some 10 ms of CPU each with the logging).
     """
     from . import _switched
 

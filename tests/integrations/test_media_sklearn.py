@@ -1,4 +1,4 @@
-"""sklearn autolog draws its training plots with scikit-learn's Display classes and logs them as images."""
+"""sklearn autolog draws its training plots (Pillow charts, off the fitting thread) and logs them as images."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_binary_classifier_gets_confusion_matrix_roc_and_pr(autolog):
     images = plots(reader)
     assert sorted(images) == ["train/confusion_matrix", "train/precision_recall_curve", "train/roc_curve"]
     for image in images.values():
-        assert image.shape == (320, 400, 4) and image.std() > 0  # drawn, not blank
+        assert image.shape == (320, 400, 3) and image.std() > 0  # drawn, not blank
     steps = set(reader.media()["step"])
     assert steps == {r["step"] for r in reader.records("train/accuracy")}  # beside the training metrics
 
@@ -61,8 +61,8 @@ def test_multiclass_gets_the_confusion_matrix_only_and_regressor_prediction_erro
     assert list(plots(fitted_run(Ridge(), X, y))) == ["train/prediction_error"]
 
 
-def test_without_matplotlib_no_plots_and_no_warning(run_root):
-    code = ("import sys; sys.modules['matplotlib'] = None\n"
+def test_without_pillow_no_plots_and_no_warning(run_root):
+    code = ("import sys; sys.modules['PIL'] = None\n"
             "import logging; logging.basicConfig()\n"
             "from sklearn.datasets import make_classification; from sklearn.linear_model import LogisticRegression\n"
             "import epochal; from epochal.integrations import sklearn as s\n"
@@ -82,10 +82,10 @@ def test_plots_are_drawn_off_the_fitting_thread_and_the_run_waits_for_them(autol
     release, drawing_threads = threading.Event(), set()
     draw = _sklearn_plots._draw
 
-    def held_draw(display, kwargs):
+    def held_draw(chart, kwargs):
         drawing_threads.add(threading.get_ident())
         assert release.wait(60), "the fit never returned while its plots were being drawn"
-        return draw(display, kwargs)
+        return draw(chart, kwargs)
 
     monkeypatch.setattr(_sklearn_plots, "_draw", held_draw)
     X, y = make_classification(n_samples=80, n_features=5, random_state=1)
@@ -96,4 +96,4 @@ def test_plots_are_drawn_off_the_fitting_thread_and_the_run_waits_for_them(autol
     assert drawing_threads and threading.get_ident() not in drawing_threads
     images = plots(epochal.open_run(run.id, project=PROJECT))  # finish() waited for every plot
     assert sorted(images) == ["train/confusion_matrix", "train/precision_recall_curve", "train/roc_curve"]
-    assert all(image.shape == (320, 400, 4) and image.std() > 0 for image in images.values())
+    assert all(image.shape == (320, 400, 3) and image.std() > 0 for image in images.values())

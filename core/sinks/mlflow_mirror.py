@@ -399,23 +399,22 @@ class Mirror:
             if entry is not None:
                 if entry["type"] == "image":
                     self.push_tags({IMAGES_TAG: "True"})  # as mlflow.log_image sets it: the UI's image grid
-                try:
-                    for index, (path, read) in enumerate(media_files(entry, self.dir, self.names)):
-                        if index < done:
-                            continue
-                        try:
-                            self.rest.upload(f"{root}/{path}", read(), timeout=self._timeout())
-                            self.media_sent += 1
-                        except RecordRejected as exc:
-                            self._rejected(f"media file {path}", exc)
-                        self.state["media"] = [offset, index + 1]
-                        self.save()
-                except OSError as exc:  # deleted, or a symlink: never read through it
-                    log.warning("epochal: media file %s of run %s not uploaded: %s", entry["file"], self.dir, exc)
+                files = media_files(entry, self.dir, self.names)
+                for index, (path, read) in enumerate(files[done:], done):
+                    try:
+                        self.rest.upload(f"{root}/{path}", read(), timeout=self._timeout())
+                        self.media_sent += 1
+                    except RecordRejected as exc:
+                        self._rejected(f"media file {path}", exc)
+                    except OSError as exc:  # deleted, or a symlink: never read through it
+                        log.warning("epochal: media file %s of run %s not uploaded: %s", entry["file"], self.dir, exc)
+                    self.state["media"] = [after, 0] if index == len(files) - 1 else [offset, index + 1]
+                    self.save()
                 sent += 1
+            if self.state["media"] != [after, 0]:  # a line that is no entry
+                self.state["media"] = [after, 0]
+                self.save()
             offset, done = after, 0
-            self.state["media"] = [offset, done]
-            self.save()
         return sent
 
     def push_artifact(self, version: ArtifactVersion) -> bool:

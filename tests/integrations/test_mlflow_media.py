@@ -203,3 +203,21 @@ def test_server_stopped_mid_run_and_a_resumed_run_send_every_media_file_once(mir
     assert len(files) == 4 * 8
     assert media_of(mirrored.read_run(run.id, "media-outage")) == files
     assert sorted(uploads) == sorted(files) and set(uploads.values()) == {1}  # across outage, resume and sync
+
+
+def test_a_media_file_swapped_for_a_symlink_is_never_read_through_it(server, tmp_path, caplog):  # noqa: F811
+    run = epochal.init(project="media-link", system_interval=0)
+    run.log({"notes": epochal.Text("kept"), "leak": epochal.Text("placeholder")}, step=0)
+    run.finish()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the run")
+    [leak] = [e for e in read_index(run.dir) if e["key"] == "leak"]
+    (run.dir / leak["file"]).unlink()
+    (run.dir / leak["file"]).symlink_to(secret)
+
+    with caplog.at_level(logging.WARNING, logger="epochal"):
+        result = sync_module.sync_runs(server.uri, [run.dir], out=None)[0]
+    assert result.media == 1 and any(leak["file"] in r.getMessage() for r in caplog.records)
+    assert media_of(server.read_run(run.id, "media-link")) == {
+        "text/notes/0-0.md": hashlib.sha256(b"kept").hexdigest()}
+    assert sync_module.sync_runs(server.uri, [run.dir], out=None)[0].requests == 0  # passed over, not retried

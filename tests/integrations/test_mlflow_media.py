@@ -221,3 +221,22 @@ def test_a_media_file_swapped_for_a_symlink_is_never_read_through_it(server, tmp
     assert media_of(server.read_run(run.id, "media-link")) == {
         "text/notes/0-0.md": hashlib.sha256(b"kept").hexdigest()}
     assert sync_module.sync_runs(server.uri, [run.dir], out=None)[0].requests == 0  # passed over, not retried
+
+
+def test_sklearn_autolog_plots_reach_mlflows_image_grid_live(mirrored):  # noqa: F811
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    from epochal.integrations import sklearn as epochal_sklearn
+
+    epochal_sklearn.autolog(project="media-sklearn", system_interval=0, log_models=False)
+    try:
+        LogisticRegression().fit(*make_classification(n_samples=80, n_features=5, random_state=1))
+    finally:
+        epochal_sklearn.autolog(disable=True)
+    [run_id] = list(epochal.runs(project="media-sklearn")["id"])
+    run_dir = epochal.open_run(run_id, project="media-sklearn").dir
+    got = media_of(mirrored.read_run(run_id, "media-sklearn"))
+    assert got == expected_files(run_dir)
+    keys = {path.split("+")[0] for path in got}
+    assert keys == {"images/train~confusion_matrix", "images/train~roc_curve", "images/train~precision_recall_curve"}

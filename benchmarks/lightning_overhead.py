@@ -4,15 +4,18 @@ Loggers: none (the baseline), a no-op ``Logger`` (what any logger costs Lightnin
 ``EpochalLogger``, Lightning's ``CSVLogger`` and ``TensorBoardLogger``,
 ``WandbLogger`` (offline) and ``MLFlowLogger`` (file store). A measurement is the wall time of
 making the logger and the Trainer, fitting, and closing the logger (``wandb.finish()`` for wandb,
-whose Lightning logger leaves its run open). Fits are interleaved across repeats and the best of
-each is kept, so load from other processes shows up as little as it can.
+whose Lightning logger leaves its run open). Fits are interleaved across repeats (the order
+rotates every round) and the best of each is kept, so load from other processes shows up as
+little as it can; the spread says how much it showed up: each round's fit over the no-op
+logger's fit of the same round, as a median and a min..max range.
 
-    python -m benchmarks.lightning_overhead [--quick]
+    python -m benchmarks.lightning_overhead [--quick] [--repeats=N] [--loggers=none,noop,epochal]
 
-``run()`` returns one row per logger: ``logger``, ``seconds``, ``ratio`` (to no logger),
-``overhead_pct``, ``vs_noop_pct`` (wall time over the no-op logger's), ``per_step_us`` (extra wall time per training step), ``cpu_ratio`` (this
-process's CPU time, threads included, to no logger: steadier when the machine is busy; wandb's
-service process is not counted) and ``steps``.
+``run()`` returns one row per logger: ``logger``, ``seconds`` (best), ``ratio`` (to no logger),
+``overhead_pct``, ``vs_noop_pct`` (best wall time over the no-op logger's best: the target),
+``vs_noop_median_pct`` and ``vs_noop_range`` (the same, round by round), ``per_step_us`` (extra
+wall time per training step), ``cpu_ratio`` (this process's CPU time, threads included, to no
+logger: steadier when the machine is busy; wandb's service process is not counted) and ``steps``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -146,7 +150,7 @@ def run(quick: bool = False, repeats: int | None = None, loggers: tuple[str, ...
     batches = 60 if quick else 500
     repeats = repeats or (2 if quick else 5)
     tmp = Path(tempfile.mkdtemp(prefix="epochal-lightning-bench-"))
-    best: dict[str, float] = {}
+    walls: dict[str, dict[int, float]] = {kind: {} for kind in loggers}  # logger -> round -> seconds
     best_cpu: dict[str, float] = {}
     steps: dict[str, int] = {}
     errors: dict[str, str] = {}
@@ -162,10 +166,11 @@ def run(quick: bool = False, repeats: int | None = None, loggers: tuple[str, ...
                 except Exception as exc:  # a logger that is not installed or cannot start
                     errors[kind] = f"unavailable: {type(exc).__name__}: {exc}"[:160]
                     continue
-                best[kind] = min(seconds, best.get(kind, float("inf")))
+                walls[kind][round_] = seconds
                 best_cpu[kind] = min(cpu, best_cpu.get(kind, float("inf")))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    best = {kind: min(rounds.values()) for kind, rounds in walls.items() if rounds}
     base = best.get("none")
     rows = []
     for kind in loggers:
@@ -179,13 +184,17 @@ def run(quick: bool = False, repeats: int | None = None, loggers: tuple[str, ...
                        cpu_ratio=round(best_cpu[kind] / best_cpu["none"], 4))
         if "noop" in best:
             row["vs_noop_pct"] = round(100 * (best[kind] / best["noop"] - 1), 2)
+            paired = [100 * (s / walls["noop"][r] - 1) for r, s in walls[kind].items() if r in walls["noop"]]
+            if paired:
+                row.update(vs_noop_median_pct=round(statistics.median(paired), 2),
+                           vs_noop_range=f"{min(paired):+.1f}..{max(paired):+.1f}")
         rows.append(row)
     return rows
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    headers = ["logger", "seconds", "ratio", "overhead_pct", "vs_noop_pct", "per_step_us", "cpu_ratio", "steps",
-               "status"]
+    headers = ["logger", "seconds", "ratio", "overhead_pct", "vs_noop_pct", "vs_noop_median_pct", "vs_noop_range",
+               "per_step_us", "cpu_ratio", "steps", "status"]
     headers = [h for h in headers if any(h in r for r in rows)]
     cells = [[str(r.get(h, "")) for h in headers] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
@@ -196,4 +205,6 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 if __name__ == "__main__":
     chosen = [a.split("=", 1)[1].split(",") for a in sys.argv[1:] if a.startswith("--loggers=")]
-    print(_table(run(quick="--quick" in sys.argv[1:], loggers=tuple(chosen[0]) if chosen else LOGGERS)))
+    repeats_given = [int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--repeats=")]
+    print(_table(run(quick="--quick" in sys.argv[1:], repeats=repeats_given[0] if repeats_given else None,
+                     loggers=tuple(chosen[0]) if chosen else LOGGERS)))

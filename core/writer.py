@@ -3,8 +3,8 @@
 The training thread packs metric rows into the run's :class:`~epochal.backlog.Backlog`
 (no object per row); events (config, summary, artifacts, ...) go to the *outbox*
 after the rows logged before them are sealed there, so plugins see both in logging
-order. The writer thread wakes at least twice per flush interval (or early, when a
-buffer grows past ``WAKE_BYTES``), gathers the rows into a :class:`MetricBatch`, and
+order. The writer thread wakes once per flush interval (or early, when a buffer
+grows past ``WAKE_BYTES``, or on ``flush()``/``close()``), gathers the rows into a :class:`MetricBatch`, and
 hands every event to one *lane* per plugin: a thread with its own queue. Which hooks
 exist comes from :mod:`epochal.hookspecs`.
 
@@ -202,7 +202,7 @@ class Writer:
 
     # -- the writer thread -------------------------------------------------------------
     def _loop(self) -> None:
-        period = self.flush_interval / 2
+        period = self.flush_interval  # each wake costs the lanes a write (and the summary a rewrite)
         while not self._stopped:
             self._wake.wait(period)
             self._wake.clear()

@@ -310,7 +310,10 @@ class Run:
                 values = getter(given)
                 if epoch is None and at_epoch is not None:
                     epoch = given[at_epoch]
-            epoch = self._epoch if epoch is None else to_number("epoch", epoch)
+            if epoch is None:
+                epoch = self._epoch
+            elif type(epoch) is not int and type(epoch) is not float:  # ints and floats: pack() checks them
+                epoch = to_number("epoch", epoch)
             try:
                 buffer += fmt.pack(step, _time(), _NAN if epoch is None else epoch, *values)
             except Exception:

@@ -118,10 +118,11 @@ def write_json_atomic(path: Path, data: Any, root: Path | None = None, *, sync: 
         path = inside(root, *path.relative_to(root).parts, create=True)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=1, sort_keys=False, default=repr)  # one write, not one per JSON token
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=False, default=repr)
+            handle.write(text)
             if sync:
                 handle.flush()
                 os.fsync(handle.fileno())

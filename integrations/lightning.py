@@ -105,10 +105,11 @@ class EpochalLogger(Logger):
             self._hparams.update(values)
             self.experiment.config.update(values)
 
-    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if getattr(rank_zero_only, "rank", 0):  # @rank_zero_only's rule, inlined: this runs at every step
+            return
         tracking = self._tracking
-        try:  # the hot path: Tracking.guard's own rule, without a context manager per call
+        try:  # Tracking.guard's own rule, without a context manager per call
             run = tracking.run if tracking.is_open else self.experiment
             run.log_native(metrics, step=step, dialect=self._dialect)  # type: ignore[union-attr]
         except Exception as exc:

@@ -7,7 +7,8 @@ making the logger and the Trainer, fitting, and closing the logger (``wandb.fini
 whose Lightning logger leaves its run open). Fits are interleaved across repeats (the order
 rotates every round) and the best of each is kept, so load from other processes shows up as
 little as it can; the spread says how much it showed up: each round's fit over the no-op
-logger's fit of the same round, as a median and a min..max range.
+logger's fit of the same round, as a median and a min..max range. A short untimed fit per
+logger first takes each one's one-time costs (imports, first-use caches) out of every round.
 
     python -m benchmarks.lightning_overhead [--quick] [--repeats=N] [--loggers=none,noop,epochal]
 
@@ -148,7 +149,7 @@ def run(quick: bool = False, repeats: int | None = None, loggers: tuple[str, ...
 
     torch.set_num_threads(1)  # steadier step times on a shared machine
     batches = 60 if quick else 500
-    repeats = repeats or (2 if quick else 5)
+    repeats = repeats or (2 if quick else 7)
     tmp = Path(tempfile.mkdtemp(prefix="epochal-lightning-bench-"))
     walls: dict[str, dict[int, float]] = {kind: {} for kind in loggers}  # logger -> round -> seconds
     best_cpu: dict[str, float] = {}
@@ -156,6 +157,11 @@ def run(quick: bool = False, repeats: int | None = None, loggers: tuple[str, ...
     errors: dict[str, str] = {}
     try:
         _fit_seconds("none", tmp / "warmup", batches)  # imports, first-touch allocations
+        for kind in loggers:  # each logger's one-time costs (imports, caches) before any timed round
+            try:
+                _fit_seconds(kind, tmp / f"warmup-{kind}", 30)
+            except Exception as exc:  # a logger that is not installed or cannot start
+                errors[kind] = f"unavailable: {type(exc).__name__}: {exc}"[:160]
         for round_ in range(repeats):
             shift = round_ % len(loggers)  # rotate the order so no logger always runs first or last
             for kind in loggers[shift:] + loggers[:shift]:

@@ -152,6 +152,7 @@ class Run:
         self._writer.emit("epochal_run_start")
         self._writer.emit("epochal_config", config=self.config._data)
         self._writer.emit("epochal_metadata", metadata=self._meta)
+        self._writer.wake()
         self._sampler = None
         if system_interval and system_interval > 0:
             from .system import SystemSampler

@@ -170,6 +170,11 @@ class Writer:
             self._seal()
             self.outbox.put(event)
 
+    def wake(self) -> None:
+        """Deliver what is queued now rather than at the next tick (a run's opening events: the
+        environment capture and first writes then overlap training instead of waiting for its end)."""
+        self._wake.set()
+
     def backlog_full(self) -> None:
         """``log()`` saw a buffer past ``WAKE_BYTES``: cut the rows on this thread and wake the writer;
         past ``LIMIT_BYTES`` of cut rows not yet delivered, deliver them on this thread."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from concurrent import futures
 from typing import Any, Callable, Mapping
 
 from ..lifecycle import Tracking
@@ -96,8 +97,8 @@ class _Session:
                 children = self._log_results(seconds)
             evaluation.remember_fit(est, tracking)
         tracking.end()
-        if children is not None:
-            children.shutdown(wait=True)  # every run is finished when fit returns
+        if children is not None:  # every run is finished when fit returns
+            futures.wait([children], timeout=getattr(self.run, "finish_timeout", None))
 
     def _log_results(self, seconds: float) -> Any:
         est, run, tracking = self.estimator, self.run, self.tracking

@@ -35,10 +35,15 @@ class Config(MutableMapping):
         if self._on_change is not None:
             self._on_change(self._data)  # the writer freezes a copy on this thread
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # one store write for many keys
+    def update(self, *args: Any, **kwargs: Any) -> None:  # one store write for many keys, none if nothing changed
+        data, changed = self._data, False
         for key, value in dict(*args, **kwargs).items():
-            self._data[str(key)] = self._clean(key, value)
-        self._changed()
+            clean = self._clean(key, value)
+            if str(key) not in data or data[str(key)] != clean:
+                data[str(key)] = clean
+                changed = True
+        if changed:
+            self._changed()
 
     def setdefaults(self, values: Mapping[str, Any]) -> None:
         """Add the keys not yet present (integrations use this to never overwrite the user's values)."""

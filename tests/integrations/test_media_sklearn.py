@@ -97,3 +97,25 @@ def test_plots_are_drawn_off_the_fitting_thread_and_the_run_waits_for_them(autol
     images = plots(epochal.open_run(run.id, project=PROJECT))  # finish() waited for every plot
     assert sorted(images) == ["train/confusion_matrix", "train/precision_recall_curve", "train/roc_curve"]
     assert all(image.shape == (320, 400, 3) and image.std() > 0 for image in images.values())
+
+
+def test_charts_show_their_data():
+    from epochal.integrations import _sklearn_draw as draw
+
+    left, top, right, bottom = draw._BOX
+    side = min(right - left, bottom - top)
+    x0 = left + (right - left - side) // 2
+    cell = side // 2
+    counts = np.array([[40.0, 0.0], [2.5, 37.5]])  # weighted counts: floats
+    pixels = np.array(draw.matrix("cm", counts, ["no", "yes"]))
+    assert pixels.shape == (320, 400, 3)
+    corner = lambda i, j: pixels[top + i * cell + 8, x0 + j * cell + 8].astype(int)  # noqa: E731
+    assert corner(0, 0).sum() < 250 and corner(1, 1).sum() < 250  # the largest counts: dark
+    assert corner(0, 1).sum() > 700 and corner(1, 0).sum() > 600  # none or few: near white
+    perfect = np.array(draw.curves("roc", "fpr", "tpr", [([0, 0, 1], [0, 1, 1], "perfect", draw.BLUE, False)],
+                                   "lower right")).astype(int)
+    near_top_left = perfect[top + 2:top + 12, left + 2:left + 12]
+    assert (np.abs(near_top_left - np.array(draw.BLUE)).sum(axis=2) < 60).any()  # the curve reaches (0, 1)
+    middle = perfect[(top + bottom) // 2 - 5:(top + bottom) // 2 + 5, (left + right) // 2 - 5:(left + right) // 2 + 5]
+    assert not (np.abs(middle - np.array(draw.BLUE)).sum(axis=2) < 60).any()  # and never crosses the middle
+    assert draw._ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]

@@ -103,14 +103,19 @@ def media_files(entry: dict[str, Any], run_dir: Path,
     return [(base + ".png", read), (base + "+compressed.png", lambda: thumbnail(read()))]
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def thumbnail(png: bytes) -> bytes:
     """The image scaled to fit :data:`THUMBNAIL_SIZE` pixels (the PNG itself when it fits, or without Pillow)."""
+    if not png.startswith(_PNG_SIGNATURE):  # never handed to a decoder (nor to what others patched into it)
+        return png
     try:
         from PIL import Image
     except ImportError:
         return png
     try:
-        with Image.open(io.BytesIO(png)) as image:
+        with Image.open(io.BytesIO(png), formats=["PNG"]) as image:
             if max(image.size) <= THUMBNAIL_SIZE:
                 return png
             scale = THUMBNAIL_SIZE / max(image.size)
@@ -118,7 +123,7 @@ def thumbnail(png: bytes) -> bytes:
             out = io.BytesIO()
             small.save(out, format="PNG")
             return out.getvalue()
-    except (OSError, ValueError) as exc:  # not a readable PNG: the grid gets the file as it is
+    except Exception as exc:  # not a readable PNG, or a decoder patched by another library: the file as it is
         log.info("epochal: no thumbnail for a media image (%r); the full image stands in", exc)
         return png
 

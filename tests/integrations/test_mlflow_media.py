@@ -98,6 +98,18 @@ def test_thumbnails_fit_mlflows_size_and_small_images_stand_for_themselves():
     assert thumbnail(b"not a png") == b"not a png"
 
 
+def test_thumbnails_survive_a_decoder_patched_by_another_library():
+    import ultralytics.utils.patches  # noqa: F401  # replaces PIL.Image.open process-wide, as any YOLO user has it
+
+    big = io.BytesIO()
+    PIL.Image.fromarray(frame(3, (300, 600, 3))).save(big, format="PNG")
+    broken = big.getvalue()[:40] + b"\0" * 200  # a PNG signature, then garbage
+    assert thumbnail(b"not a png") == b"not a png"
+    assert thumbnail(broken) == broken
+    with PIL.Image.open(io.BytesIO(thumbnail(big.getvalue()))) as thumb:
+        assert thumb.size == (THUMBNAIL_SIZE, THUMBNAIL_SIZE // 2)
+
+
 def test_the_index_is_read_line_by_line_past_an_offset_skipping_torn_lines(tmp_path):
     (tmp_path / "media").mkdir()
     good = json.dumps({"step": 1, "time": 1.0, "key": "k", "type": "text", "file": "media/k/1-0.md"})

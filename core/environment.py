@@ -13,6 +13,10 @@ Off the training thread (:func:`epochal_run_start`, rank 0 only) ``environment/`
 - ``git.diff``: the uncommitted changes against HEAD, capped at ``MAX_DIFF_BYTES`` with a
   note when cut.
 
+A run opened with ``parent=`` (an open run of this process: a search candidate's) shares
+its parent's capture: run.json gets the cheap facts and ``environment_of`` (the parent's id),
+and no ``environment/`` is written; the reader (:class:`epochal.query.RunReader`) follows it.
+
 Packages, framework versions, CPU and GPU names are gathered once per process in a
 short-lived child Python, off this process's GIL (:mod:`epochal.host_facts`).
 
@@ -44,10 +48,11 @@ from .store import folder_inside
 
 __all__ = [
     "EnvironmentPlugin", "basic_metadata", "git_facts", "git_status", "requirements", "framework_versions",
-    "cpu_model", "gpu_names", "strip_credentials", "ENV_DIR", "MAX_DIFF_BYTES", "FRAMEWORKS",
+    "cpu_model", "gpu_names", "strip_credentials", "ENV_DIR", "ENVIRONMENT_OF", "MAX_DIFF_BYTES", "FRAMEWORKS",
 ]
 
 ENV_DIR = "environment"
+ENVIRONMENT_OF = "environment_of"  # run.json: the id of the sibling run whose environment/ this run shares
 MAX_DIFF_BYTES = 1 << 20
 GIT_TIMEOUT = 20.0
 _URL_CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
@@ -232,12 +237,13 @@ class EnvironmentPlugin:
     def epochal_run_metadata(self, run) -> dict[str, Any]:
         self._basic = basic_metadata()
         self._started = time.time()
-        return self._basic
+        parent = getattr(run, "parent", None)
+        return {**self._basic, ENVIRONMENT_OF: parent} if parent else self._basic
 
     @hookimpl
     def epochal_run_start(self, run) -> None:
-        if not getattr(run, "is_owner", True):
-            return
+        if not getattr(run, "is_owner", True) or getattr(run, "parent", None):
+            return  # a child run shares its parent's capture (made in this process)
         capture(Path(run.dir), self._basic, self._started)
 
 

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from .artifacts import read_versions, resolve
 from .records import ArtifactVersion
 from .blocks import read_columns
+from .environment import ENVIRONMENT_OF
 from .store import (
     CONFIG_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, effective_status, read_json_object, read_jsonl, read_metrics,
 )
@@ -191,8 +192,22 @@ class RunReader:
 
     @property
     def environment(self) -> dict[str, Any]:
-        """environment/metadata.json (git with dirty flag, frameworks, hardware); {} when not captured."""
-        return _read_object(self.dir / _ENV_DIR, "metadata.json")
+        """environment/metadata.json (git with dirty flag, frameworks, hardware); {} when not captured.
+
+        A run opened with ``parent=`` shares its parent's: run.json's ``environment_of``
+        names that sibling run, whose ``environment/`` is read (here and in
+        :meth:`requirements`, :meth:`git_diff`).
+        """
+        return _read_object(self._env_dir(), "metadata.json")
+
+    def _env_dir(self) -> Path:
+        from .run import check_segment
+
+        shared = read_metadata(self.dir)[0].get(ENVIRONMENT_OF)
+        try:  # one folder name only: never a path out of the project
+            return self.dir.parent / check_segment(shared, "environment_of") / _ENV_DIR
+        except ValueError:
+            return self.dir / _ENV_DIR
 
     @property
     def datasets(self) -> dict[str, Any]:
@@ -203,7 +218,7 @@ class RunReader:
         notes = read_metadata(self.dir)[1]
         for name in (CONFIG_FILE, SUMMARY_FILE):
             _read_object(self.dir, name, notes)
-        _read_object(self.dir / _ENV_DIR, "metadata.json", notes)
+        _read_object(self._env_dir(), "metadata.json", notes)
         for path in sorted(self.dir.glob("system*.jsonl")):
             skipped = read_jsonl(path)[1]
             if skipped:
@@ -217,7 +232,7 @@ class RunReader:
     def requirements(self) -> dict[str, str]:
         """Installed distributions at the time of the run: name -> version."""
         try:
-            text = (self.dir / _ENV_DIR / "requirements.txt").read_text(encoding="utf-8", errors="replace")
+            text = (self._env_dir() / "requirements.txt").read_text(encoding="utf-8", errors="replace")
         except OSError:
             return {}
         out = {}
@@ -230,7 +245,7 @@ class RunReader:
     def git_diff(self) -> str:
         """The uncommitted changes recorded at start ('' when clean or not a repository)."""
         try:
-            return (self.dir / _ENV_DIR / "git.diff").read_text(encoding="utf-8", errors="replace")
+            return (self._env_dir() / "git.diff").read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
 

@@ -31,8 +31,10 @@ class RunInfo:
     ``dir`` is the run directory (``root / project / id``); ``is_owner`` is true on the
     process that writes metrics, config and summary (rank 0); ``start_step`` is the step
     the first ``log()`` without ``step=`` uses (past the last stored step after a resume);
-    ``resumed`` counts how often the run was resumed (0 for a new run). Config, summary
-    and metadata arrive through their own hooks.
+    ``resumed`` counts how often the run was resumed (0 for a new run); ``parent`` is the id
+    of the run this one is part of, open in the same process and folder (a search
+    candidate's), whose environment capture this run shares. Config, summary and metadata
+    arrive through their own hooks.
     """
 
     id: str
@@ -45,6 +47,7 @@ class RunInfo:
     is_owner: bool = True
     start_step: int = 0
     resumed: int = 0
+    parent: str | None = None
 
 
 class FrozenDict(dict):

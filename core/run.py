@@ -99,11 +99,13 @@ class Run:
         finish_timeout: float = 30.0,
         rank: int = 0,
         world_size: int = 1,
+        parent: Run | None = None,
     ) -> None:
         self.id = check_segment(run_id, "run id")
         self.project = check_segment(project, "project")
         self.root = Path(root)
         self.dir = self.root / self.project / self.id
+        self._parent = _check_parent(parent, self.root, self.project)
         self.rank, self.world_size = rank, world_size
         self.is_owner = rank == 0
         self.finish_timeout = finish_timeout
@@ -130,7 +132,7 @@ class Run:
         self.info = RunInfo(
             id=self.id, project=self.project, name=self._meta["name"], dir=self.dir, root=self.root,
             rank=self.rank, world_size=self.world_size, is_owner=self.is_owner, start_step=self._next_step,
-            resumed=int(self._meta.get("resumed", 0)),
+            resumed=int(self._meta.get("resumed", 0)), parent=self._parent,
         )
         self._pm = build_plugin_manager(sinks)
         self._meta.update(redact(jsonable(collect_run_metadata(self._pm, self.info))))
@@ -182,7 +184,7 @@ class Run:
             "created": now, "started": now, "finished": None, "host": socket.gethostname(), "pid": os.getpid(),
             "rank": self.rank, "world_size": self.world_size, "tags": _clean_tags(tags), "notes": notes or "",
             "flush_interval": flush_interval, "epochal_version": _version(), "resumed": 0,
-            "name_map": {}, "datasets": {}, "error": None,
+            "name_map": {}, "datasets": {}, "error": None, **({"parent": self._parent} if self._parent else {}),
         }
 
     def _refuse(self, existing: Any, resume: Any) -> Any:
@@ -218,6 +220,8 @@ class Run:
             meta["tags"] = _clean_tags([*meta.get("tags", []), *tags])
         if notes:
             meta["notes"] = notes
+        if self._parent:
+            meta["parent"] = self._parent
         return meta
 
     # -- the hot path ---------------------------------------------------------------------
@@ -661,6 +665,19 @@ def _check_step(step: Any) -> int:
     return check_step_range(int(number))
 
 
+def _check_parent(parent: Any, root: Path, project: str) -> str | None:
+    """The id of ``parent`` (an open run of this process in the same folder and project), or a clear error."""
+    if parent is None:
+        return None
+    if not isinstance(parent, Run) or parent.disabled or parent._finished or not parent.is_owner:
+        raise ValueError(f"parent={parent!r} is not an open run of this process; pass the Run returned by "
+                         "epochal.init (before its finish()), or omit parent=")
+    if parent.root != root or parent.project != project:
+        raise ValueError(f"parent run {parent.id!r} is in {parent.dir.parent}, not in {root / project}; "
+                         "open the run with the parent's dir= and project=, or omit parent=")
+    return parent.id
+
+
 def _clean_tags(tags: Iterable[str] | str | None) -> list[str]:
     if tags is None:
         return []
@@ -683,6 +700,7 @@ def init(
     system_interval: float = 10.0,
     flush_interval: float = 1.0,
     finish_timeout: float = 30.0,
+    parent: Run | None = None,
 ) -> Run:
     """Start (or resume) a run and make it the current run for ``epochal.log`` and friends.
 
@@ -690,6 +708,11 @@ def init(
     ``EPOCHAL_PROJECT`` (default ``default``), ``EPOCHAL_MODE`` (``disabled`` makes every
     call a no-op) and ``EPOCHAL_RUN_ID``. Use it as a context manager to mark the run
     ``failed`` when the block raises.
+
+    ``parent``: an open run of this process, in the same ``dir`` and ``project``, that this
+    run is part of (a search candidate of a search's run). run.json names it (``parent``) and
+    the environment is not captured again: run.json's ``environment_of`` points at the
+    parent's ``environment/``, which ``epochal.open_run(...).environment`` reads.
     """
     env = os.environ
     chosen = mode or env.get("EPOCHAL_MODE") or "enabled"
@@ -707,5 +730,5 @@ def init(
     return Run(
         project=project, root=root, run_id=id, name=name, config=config, tags=tags or (), notes=notes,
         resume=resume, sinks=requested_sinks(sinks), system_interval=system_interval,
-        flush_interval=flush_interval, finish_timeout=finish_timeout, rank=rank, world_size=world,
+        flush_interval=flush_interval, finish_timeout=finish_timeout, rank=rank, world_size=world, parent=parent,
     )

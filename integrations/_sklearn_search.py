@@ -82,10 +82,9 @@ def _child(parent: Tracking, results: Mapping[str, Any], index: int, rank: int, 
         return
     child = Tracking(parent.integration, project=run.project, dir=str(run.root), id=child_id,
                      name=f"{run.name}-rank{rank}", config=results["params"][index],
-                     tags=["sklearn", "search-candidate"], system_interval=0)
+                     tags=["sklearn", "search-candidate"], system_interval=0, parent=run)
     with child.guard("search candidate run"):
         started = child.start()
-        started.set_metadata(parent=run.id)
         for fold in sorted(folds):
             started.log(folds[fold], step=fold)
         fit_time = results["mean_fit_time"][index] if "mean_fit_time" in results else None

@@ -234,3 +234,36 @@ def test_slow_facts_fall_back_in_process_when_the_child_fails(monkeypatch, fresh
     assert facts["requirements"] == list(host_facts.requirements()) and any(
         r.startswith("pluggy==") for r in facts["requirements"])
     assert facts["frameworks"] == host_facts.framework_versions() and facts["cpu_model"] == host_facts.cpu_model()
+
+
+def test_a_child_run_shares_its_parents_environment(repo):
+    (repo / "train.py").write_text("lr = 0.2\n")  # dirty: the parent's capture has a diff
+    parent = epochal.init(system_interval=0)
+    child = epochal.init(system_interval=0, parent=parent)
+    child.finish()
+    parent.finish()
+    meta = read_json(child.dir / "run.json")
+    assert meta["parent"] == parent.id and meta["environment_of"] == parent.id
+    assert meta["git"]["commit"] == read_json(parent.dir / "run.json")["git"]["commit"]  # the cheap facts stay
+    assert not (child.dir / "environment").exists()  # not captured twice
+    reader, parents = epochal.open_run(child.id), epochal.open_run(parent.id)
+    assert reader.environment == parents.environment and reader.environment["git"]["dirty"] is True
+    assert reader.git_diff() == parents.git_diff() and "lr = 0.2" in reader.git_diff()
+    assert reader.requirements()["pluggy"] == parents.requirements()["pluggy"]
+    assert reader.problems() == []
+
+
+def test_parent_must_be_an_open_run_in_the_same_folder(repo, tmp_path):
+    parent = epochal.init(system_interval=0)
+    with pytest.raises(ValueError, match="omit parent="):
+        epochal.init(system_interval=0, parent=parent, dir=tmp_path / "elsewhere")
+    parent.finish()
+    with pytest.raises(ValueError, match="not an open run"):
+        epochal.init(system_interval=0, parent=parent)
+
+
+def test_environment_of_never_leads_out_of_the_project(repo):
+    run = epochal.init(system_interval=0)
+    run.set_metadata(environment_of="../../etc")
+    run.finish()
+    assert epochal.open_run(run.id).environment["git"]["repo"] is True  # its own capture, not a path outside

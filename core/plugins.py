@@ -6,6 +6,9 @@
   ``EPOCHAL_DISABLE_PLUGIN_AUTOLOAD=1``. The installed entry points are looked up once per
   state of ``sys.path`` (its folders and their modification times: an install shows), not at
   every run's open (reading every distribution's metadata costs some 4 ms).
+- Which methods of epochal's own plugin classes are hook implementations is worked out once
+  per class, not at every run's open (pluggy inspects every attribute of a plugin: a
+  millisecond a run, the most of a search candidate's run).
 - :func:`collect_run_metadata` calls the one synchronous hook plugin by plugin: one
   that raises is reported and unregistered for that run, which still opens.
 - ``EPOCHAL_DISABLE_PLUGINS=a,b`` blocks plugins by name; ``EPOCHAL_TRACE_PLUGINS=1``
@@ -43,6 +46,21 @@ OPTIONAL_SINKS = {
 }
 _extra_plugins: list[tuple[str, Any]] = []
 _found: dict[str, tuple[Any, tuple[Any, ...]]] = {}  # group -> (sys.path state, its entry points)
+_impl_opts: dict[tuple[type, str], Any] = {}  # (epochal plugin class, attribute) -> its hookimpl options or None
+
+
+class _Manager(pluggy.PluginManager):
+    """pluggy's manager, remembering the hookimpl options of epochal's own plugin classes per class."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        cls, own = type(plugin), getattr(plugin, "__dict__", None)
+        if not cls.__module__.startswith("epochal.") or own is None or name in own:
+            return super().parse_hookimpl_opts(plugin, name)  # a module, a class, someone else's: as pluggy does
+        key = (cls, name)
+        if key not in _impl_opts:
+            _impl_opts[key] = super().parse_hookimpl_opts(plugin, name)
+        opts = _impl_opts[key]
+        return None if opts is None else dict(opts)
 
 
 def register_plugin(plugin: Any, name: str | None = None) -> None:
@@ -66,7 +84,7 @@ def requested_sinks(sinks: Iterable[str] | None) -> list[str]:
 
 def build_plugin_manager(sinks: Iterable[str] = ()) -> pluggy.PluginManager:
     """A fresh manager with the hookspecs, built-ins, requested sinks and entry-point plugins."""
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = _Manager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in _split(os.environ.get("EPOCHAL_DISABLE_PLUGINS", "")):
         pm.set_blocked(name)

@@ -285,3 +285,22 @@ def test_a_plugin_raising_in_run_metadata_is_disabled_and_the_run_opens(plugins,
     assert not raising.started and raising.steps == []  # unregistered for this run
     assert any("'meta-raising' failed in epochal_run_metadata" in r.getMessage()
                and "metadata exploded" in r.getMessage() for r in caplog.records)
+
+
+def test_built_in_plugins_register_the_same_hooks_as_pluggy_finds():
+    import pluggy
+
+    from epochal import hookspecs
+
+    def hooks(pm):
+        return sorted((pm.get_name(p), h.name, impl.function.__qualname__, impl.wrapper, impl.hookwrapper)
+                      for p in pm.get_plugins() for h in pm.get_hookcallers(p) or () for impl in h.get_hookimpls()
+                      if impl.plugin is p)
+
+    ours = [build_plugin_manager(["tensorboard"]) for _ in range(2)]  # the second from the per-class memo
+    plain = pluggy.PluginManager(hookspecs.PROJECT)
+    plain.add_hookspecs(hookspecs)
+    for plugin in ours[0].get_plugins():
+        plain.register(type(plugin)(), ours[0].get_name(plugin))
+    assert hooks(ours[0]) == hooks(ours[1]) == hooks(plain)
+    assert {"epochal_metrics", "epochal_run_start", "epochal_run_metadata"} <= {h for _, h, *_ in hooks(plain)}

@@ -130,6 +130,14 @@ def test_console_script(two_runs):
     assert two_runs[0].id in out and two_runs[1].id in out
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default. A shell's background job (how CI may start us) ignores SIGINT, the
+    ignore is inherited through exec, and Python then installs no KeyboardInterrupt: Ctrl+C would never arrive."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT", "SIGKILL"])
 def test_tb_stops_its_tensorboard_child_on_every_way_out(two_runs, run_root, sig):
     """A real `epochal tb` with a real TensorBoard child; a real signal to epochal; the child must be gone."""
@@ -145,7 +153,8 @@ def test_tb_stops_its_tensorboard_child_on_every_way_out(two_runs, run_root, sig
         port = probe.getsockname()[1]
     parent = subprocess.Popen([sys.executable, "-m", "epochal", "tb", "--dir", str(run_root), "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                              preexec_fn=_default_sigint)  # as from a terminal, even when we run in the background
     try:
         for line in parent.stdout:
             if line.startswith("TensorBoard: http://127.0.0.1:"):

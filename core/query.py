@@ -204,6 +204,8 @@ class RunReader:
         from .run import check_segment
 
         shared = read_metadata(self.dir)[0].get(ENVIRONMENT_OF)
+        if not isinstance(shared, str):
+            return self.dir / _ENV_DIR
         try:  # one folder name only: never a path out of the project
             return self.dir.parent / check_segment(shared, "environment_of") / _ENV_DIR
         except ValueError:

@@ -15,9 +15,11 @@ The bound: past ``WAKE_BYTES`` in one buffer, the training thread cuts the rows
 itself (one copy, no per-row work) and wakes the writer; once more than
 ``LIMIT_BYTES`` of cut rows wait for a writer thread starved of the GIL, the training
 thread hands them to the plugins itself. Rows in flight between ``log()`` and the
-plugins thus stay under about ``WAKE_BYTES`` per format plus ``LIMIT_BYTES``; past
-that, what the plugins have not written yet is theirs (the store writes a batch with
-one call).
+plugins thus stay under about ``WAKE_BYTES`` per format plus ``LIMIT_BYTES``. Rows handed
+to the store's lane and not yet written stay under ``writer.LANE_LIMIT_BYTES`` (16 MB):
+past it ``log()`` waits for the store (a loop faster than the disk runs at its pace), at
+most ``writer.LANE_WAIT_SECONDS`` once, after which that run no longer waits for it.
+Other plugins' queues are theirs.
 """
 
 from __future__ import annotations

@@ -36,6 +36,11 @@ __all__ = ["Event", "Writer"]
 
 log = logging.getLogger("epochal")
 
+#: The lanes ``log()`` keeps pace with: the store, which a run must keep (other plugins' queues are theirs).
+GATED_LANES = frozenset({"store"})
+LANE_LIMIT_BYTES = 16 << 20  # packed rows queued for a gated lane before log() waits for it
+LANE_WAIT_SECONDS = 10.0
+
 
 @dataclass(eq=False)
 class Event:
@@ -60,24 +65,35 @@ class Lane:
         self.max_failures = max_failures
         self.failures: dict[str, int] = {}  # hook -> failures so far
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.pending = 0  # bytes of packed rows queued here and not yet handled
+        self.caught_up = threading.Event()  # set while ``pending`` is within LANE_LIMIT_BYTES
+        self.caught_up.set()
         self.thread = threading.Thread(target=self._loop, name=f"epochal-{name}", daemon=True)
         self.thread.start()
 
-    def put(self, item: Any) -> None:
-        self.queue.put(item)
+    def put(self, item: Any, size: int = 0) -> None:
+        if size:
+            self.pending += size  # only the writer's drain puts rows (under its lock)
+            if self.pending > LANE_LIMIT_BYTES:
+                self.caught_up.clear()
+        self.queue.put((item, size) if item is not None else None)
 
     def _loop(self) -> None:
         while True:
-            item = self.queue.get()
-            if item is None:
+            entry = self.queue.get()
+            if entry is None:
                 return
-            hook, kwargs, barrier = item
+            (hook, kwargs, barrier), size = entry
             caller = self.callers.get(hook)
             if caller is not None:
                 try:
                     caller(run=self.run, **kwargs)
                 except Exception as exc:  # a plugin never reaches training
                     self._failed(hook, exc)
+            if size:
+                self.pending -= size
+                if self.pending <= LANE_LIMIT_BYTES:
+                    self.caught_up.set()
             if barrier is not None:
                 barrier.arrive()
 
@@ -132,6 +148,7 @@ class Writer:
         self._stopped = False
         self._sealed = 0  # bytes of rows in the outbox
         self.lanes = self._build_lanes(run, pm, max_failures)
+        self._gated = [lane for lane in self.lanes if lane.name in GATED_LANES]  # log() keeps pace with these
         self._wake = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="epochal-writer", daemon=True)
         self.thread.start()
@@ -177,12 +194,25 @@ class Writer:
 
     def backlog_full(self) -> None:
         """``log()`` saw a buffer past ``WAKE_BYTES``: cut the rows on this thread and wake the writer;
-        past ``LIMIT_BYTES`` of cut rows not yet delivered, deliver them on this thread."""
+        past ``LIMIT_BYTES`` of cut rows not yet delivered, deliver them on this thread; while the store's
+        lane holds more than ``LANE_LIMIT_BYTES`` of rows it has not written, wait for it (see ``_keep_up``)."""
         with self._lock:
             self._seal()
         self._wake.set()
         if self._sealed > LIMIT_BYTES:
             self._drain()
+        for lane in self._gated:
+            if not lane.caught_up.is_set():
+                self._keep_up(lane)
+
+    def _keep_up(self, lane: Lane) -> None:
+        """Let the store write what it holds before more rows pile up behind it (memory stays bounded; a
+        loop faster than the disk runs at the disk's pace). A store that does not catch up within
+        ``LANE_WAIT_SECONDS`` is not waited for again in this run: training never stalls on it."""
+        if not lane.caught_up.wait(LANE_WAIT_SECONDS):
+            self._gated.remove(lane)
+            log.warning("epochal: plugin %r has not written %d MB of rows for %.0f s; log() no longer waits for "
+                        "it (its queue may grow)", lane.name, lane.pending >> 20, LANE_WAIT_SECONDS)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver everything queued so far to every plugin; False if a plugin did not finish in time."""
@@ -256,7 +286,7 @@ class Writer:
         if not runs or not self.deliver_metrics:
             return
         batch = MetricBatch(runs)
-        self._deliver("epochal_metrics", {"records": batch}, None)
+        self._deliver("epochal_metrics", {"records": batch}, None, sum(len(rows) for _, rows in runs))
         if self.on_metrics is not None:
             self._summary = self.on_metrics(batch)
 
@@ -266,6 +296,6 @@ class Writer:
             self._deliver("epochal_summary", {"summary": freeze(self._summary)}, None)
             self._summary = None
 
-    def _deliver(self, hook: str, kwargs: dict[str, Any], barrier: Barrier | None) -> None:
+    def _deliver(self, hook: str, kwargs: dict[str, Any], barrier: Barrier | None, size: int = 0) -> None:
         for lane in self.lanes:
-            lane.put((hook, kwargs, barrier))
+            lane.put((hook, kwargs, barrier), size)

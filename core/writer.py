@@ -65,7 +65,8 @@ class Lane:
         self.max_failures = max_failures
         self.failures: dict[str, int] = {}  # hook -> failures so far
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.pending = 0  # bytes of packed rows queued here and not yet handled
+        self.pending = 0  # bytes of packed rows queued here and not yet handled (changed under _count)
+        self._count = threading.Lock()  # the drain adds, this lane's thread subtracts
         self.caught_up = threading.Event()  # set while ``pending`` is within LANE_LIMIT_BYTES
         self.caught_up.set()
         self.thread = threading.Thread(target=self._loop, name=f"epochal-{name}", daemon=True)
@@ -73,9 +74,10 @@ class Lane:
 
     def put(self, item: Any, size: int = 0) -> None:
         if size:
-            self.pending += size  # only the writer's drain puts rows (under its lock)
-            if self.pending > LANE_LIMIT_BYTES:
-                self.caught_up.clear()
+            with self._count:
+                self.pending += size
+                if self.pending > LANE_LIMIT_BYTES:
+                    self.caught_up.clear()
         self.queue.put((item, size) if item is not None else None)
 
     def _loop(self) -> None:
@@ -91,9 +93,10 @@ class Lane:
                 except Exception as exc:  # a plugin never reaches training
                     self._failed(hook, exc)
             if size:
-                self.pending -= size
-                if self.pending <= LANE_LIMIT_BYTES:
-                    self.caught_up.set()
+                with self._count:
+                    self.pending -= size
+                    if self.pending <= LANE_LIMIT_BYTES:
+                        self.caught_up.set()
             if barrier is not None:
                 barrier.arrive()
 

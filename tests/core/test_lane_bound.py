@@ -33,6 +33,14 @@ def _hold_the_store(monkeypatch) -> tuple[threading.Event, threading.Event]:
 def test_log_waits_for_a_store_behind_by_more_than_the_bound_and_loses_nothing(monkeypatch):
     monkeypatch.setattr(writer, "LANE_LIMIT_BYTES", 1 << 20)
     held, release = _hold_the_store(monkeypatch)
+    parked = threading.Event()  # the training thread has entered its wait for the store
+    keep_up = writer.Writer._keep_up
+
+    def parking(self, lane):
+        parked.set()
+        return keep_up(self, lane)
+
+    monkeypatch.setattr(writer.Writer, "_keep_up", parking)
     run = epochal.init(project="p", system_interval=0, flush_interval=0.05)
     store = next(lane for lane in run._writer.lanes if lane.name == "store")
     logged = [0]
@@ -44,9 +52,8 @@ def test_log_waits_for_a_store_behind_by_more_than_the_bound_and_loses_nothing(m
 
     trainer = threading.Thread(target=train)
     trainer.start()
-    assert held.wait(30)
-    trainer.join(2)  # how long we look for a loop that should be parked (it is, until released)
-    assert trainer.is_alive() and logged[0] < 200_000  # log() is waiting for the store ...
+    assert held.wait(30) and parked.wait(30)  # log() is waiting for the store ...
+    assert trainer.is_alive() and logged[0] < 200_000
     assert store.pending <= 4 * (1 << 20)  # ... with the queue near its bound, not the whole run
     release.set()
     trainer.join(60)

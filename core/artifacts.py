@@ -173,11 +173,11 @@ def _valid_entry(entry: Any) -> bool:
 
 
 def _as_version(name: str, entry: Mapping[str, Any], aliases: Mapping[str, str]) -> ArtifactVersion:
-    version = entry["version"]
+    version, created = entry["version"], entry.get("created", 0)  # created: optional in a readable entry
     return ArtifactVersion(
         name=name, version=version, type=entry.get("type", "file"), path=entry["path"],
         sha256=entry["sha256"], size=int(entry.get("size", 0)), files=int(entry.get("files", 0)),
-        created=float(entry["created"]) if abs(entry.get("created", 0)) < 1e300 else 0.0,
+        created=float(created) if abs(created) < 1e300 else 0.0,
         aliases=tuple(sorted(a for a, v in aliases.items() if v == version)),
         metadata=dict(entry.get("metadata") or {}),
     )

@@ -190,3 +190,13 @@ def test_fuzz_bytes(template, file, how, data):
         assert seen["row"] is not None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_a_manifest_entry_without_created_reads_as_time_zero(damaged):
+    root, bad_dir, bad_id, good_id = damaged  # (the byte fuzz found it: a flip inside the key "created")
+    manifest = bad_dir / "artifacts" / "manifest.json"
+    text = manifest.read_text()
+    assert '"created"' in text
+    manifest.write_text(text.replace('"created"', '"creat3d"'))
+    seen = _read_everything(root, bad_id, good_id)
+    assert seen["artifacts"] and all(v.created == 0.0 for v in seen["artifacts"])
